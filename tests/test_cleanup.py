@@ -1,0 +1,238 @@
+"""Cleanup, TTLs, idle sessions, stale subscribers and memory levels, at exact virtual times."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from trio_sse import (
+    Broadcaster,
+    BroadcasterConfig,
+    CloseReason,
+    MemoryLevel,
+    MemoryPressureError,
+    open_broadcaster,
+)
+
+from .conftest import FakeRSS
+
+MakeConfig = Callable[..., BroadcasterConfig]
+
+
+def record_passes(b: Broadcaster) -> list[float]:
+    """Patch ``b.cleanup`` to note the virtual time of every pass the loop runs."""
+    times: list[float] = []
+    real = b.cleanup
+
+    def cleanup() -> object:
+        times.append(trio.current_time())
+        return real()
+
+    b.cleanup = cleanup  # type: ignore[method-assign]
+    return times
+
+
+async def test_cleanup_runs_every_interval_from_the_start(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(cleanup_interval=60.0)) as b:
+        start = trio.current_time()
+        times = record_passes(b)
+        await trio.sleep(200)
+        assert [t - start for t in times] == [60.0, 120.0, 180.0]
+        assert b.get_stats()["metrics"]["cleanupCount"] == 3
+
+
+async def test_an_event_leaves_history_at_the_first_pass_after_its_ttl(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(event_ttl=100.0, cleanup_interval=10.0)) as b:
+        start = trio.current_time()
+        await trio.sleep(5)
+        await b.publish("s", "t", "short")  # created at 5: expired from 105, removed at 110
+        await trio.sleep_until(start + 109.5)
+        assert b.get_stats()["totalEvents"] == 1
+        await trio.sleep_until(start + 110.5)
+        stats = b.get_stats()
+        assert (stats["totalEvents"], stats["historyBytes"]) == (0, 0)
+        assert stats["metrics"]["eventsExpired"] == 1
+
+
+async def test_an_expired_event_is_not_replayed_even_before_cleanup_removes_it(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(event_ttl=100.0, cleanup_interval=1000.0)) as b:
+        first = await b.publish("s", "t", "a", ttl=10)
+        await b.publish("s", "t", "b", ttl=10)
+        await trio.sleep(10)  # both expired exactly now
+        async with b.subscribe("s", last_event_id=first.id) as sub:
+            with pytest.raises(trio.WouldBlock):
+                sub.receive_nowait()
+
+
+async def test_a_session_without_subscribers_expires_after_session_ttl(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    config = make_config(session_ttl=300.0, cleanup_interval=10.0)
+    async with open_broadcaster(config) as b:
+        start = trio.current_time()
+        old = await b.publish("s", "t", 1)
+        await trio.sleep_until(start + 299.5)
+        assert b.get_stats()["totalSessions"] == 1
+        await trio.sleep_until(start + 300.5)
+        stats = b.get_stats()
+        assert (stats["totalSessions"], stats["totalEvents"]) == (0, 0)
+        assert stats["metrics"]["sessionsExpired"] == 1
+        async with b.subscribe("s", last_event_id=old.id) as sub:  # a new epoch
+            assert (await sub.receive()).data["reason"] == "epoch-changed"
+
+
+async def test_a_session_with_subscribers_never_expires_and_its_clock_restarts_when_they_leave(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    config = make_config(session_ttl=300.0, cleanup_interval=10.0, max_subscriber_idle_time=1e9)
+    async with open_broadcaster(config) as b:
+        start = trio.current_time()
+        async with b.subscribe("s"):
+            await trio.sleep(1000)
+            assert b.get_stats()["totalSessions"] == 1
+        await trio.sleep_until(start + 1000 + 299.5)
+        assert b.get_stats()["totalSessions"] == 1
+        await trio.sleep_until(start + 1000 + 300.5)
+        assert b.get_stats()["totalSessions"] == 0
+
+
+async def test_publishing_keeps_a_session_alive(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(session_ttl=300.0, cleanup_interval=10.0)) as b:
+        for _ in range(10):
+            await b.publish("s", "t", 1)
+            await trio.sleep(200)
+        assert b.get_stats()["totalSessions"] == 1
+
+
+async def test_a_subscriber_with_unread_events_is_closed_as_stale_on_time(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    config = make_config(max_subscriber_idle_time=600.0, cleanup_interval=60.0)
+    async with open_broadcaster(config) as b:
+        start = trio.current_time()
+        async with b.subscribe("s") as sub:
+            await trio.sleep(10)
+            await b.publish("s", "t", 1)  # waiting since 10: stale from 610, closed at 660
+            await trio.sleep_until(start + 659.5)
+            assert sub.close_reason is None
+            await trio.sleep_until(start + 660.5)
+            assert sub.close_reason is CloseReason.STALE
+            assert [e async for e in sub] == []
+        stats = b.get_stats()
+        assert (stats["totalSubscribers"], stats["queuedBytes"]) == (0, 0)
+        assert stats["metrics"]["staleSubscribersRemoved"] == 1
+
+
+async def test_reading_restarts_the_stale_clock_and_an_idle_empty_queue_never_goes_stale(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    config = make_config(max_subscriber_idle_time=600.0, cleanup_interval=60.0)
+    async with open_broadcaster(config) as b:
+        start = trio.current_time()
+        async with b.subscribe("s") as sub, b.subscribe("s") as quiet:
+            await b.publish("s", "t", 1)
+            await b.publish("s", "t", 2)
+            await trio.sleep_until(start + 300)
+            await sub.receive()  # one still waits: stale from 900, closed at the 900 pass
+            assert quiet.receive_nowait().data == 1
+            assert quiet.receive_nowait().data == 2
+            await trio.sleep_until(start + 899.5)
+            assert sub.close_reason is None
+            await trio.sleep_until(start + 900.5)
+            assert sub.close_reason is CloseReason.STALE
+            await trio.sleep(5000)
+            assert quiet.close_reason is None
+
+
+async def test_a_failing_cleanup_pass_is_logged_and_counted_and_the_next_one_runs(
+    autojump_clock: MockClock, make_config: MakeConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_broadcaster(make_config(cleanup_interval=10.0)) as b:
+        real = b._sessions.expired
+        calls = 0
+
+        def flaky(now: float) -> list[object]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("boom")
+            return real(now)  # type: ignore[return-value]
+
+        b._sessions.expired = flaky  # type: ignore[method-assign,assignment]
+        await trio.sleep(25)
+        metrics = b.get_stats()["metrics"]
+        assert (metrics["cleanupErrors"], metrics["cleanupCount"]) == (1, 1)
+        assert "cleanup pass failed" in caplog.text
+
+
+async def test_a_cleanup_pass_over_one_second_logs_a_warning_with_what_it_cleaned(
+    autojump_clock: MockClock, make_config: MakeConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticks = iter(range(0, 1000, 2))  # every reading 2 s after the previous one
+    config = make_config(cleanup_interval=10.0, event_ttl=5.0)
+    async with open_broadcaster(config, perf_counter=lambda: float(next(ticks))) as b:
+        await b.publish("s", "t", 1)
+        with caplog.at_level(logging.WARNING, logger="trio_sse"):
+            await trio.sleep(10.5)
+        assert "slow cleanup pass" in caplog.text
+        assert "events_expired=1" in caplog.text
+        assert b.get_stats()["metrics"]["lastCleanupSeconds"] == 2.0
+
+
+async def test_memory_levels_follow_rss_with_hysteresis_and_critical_sheds(
+    autojump_clock: MockClock, make_config: MakeConfig, rss: FakeRSS
+) -> None:
+    config = make_config(
+        memory_warning_threshold_mb=500.0,
+        memory_critical_threshold_mb=1000.0,
+        memory_check_interval=5.0,
+    )
+    async with open_broadcaster(config, rss_probe=rss) as b:
+        for n in range(16):
+            await b.publish("s", "t", n)
+        rss.mb = 600
+        await trio.sleep(5.5)
+        assert b.memory_level is MemoryLevel.WARNING
+        assert b.get_stats()["memoryLevel"] == "warning"
+        rss.mb = 1200
+        await trio.sleep(5)
+        assert b.memory_level is MemoryLevel.CRITICAL
+        assert b.get_stats()["totalEvents"] == 8  # halved
+        with pytest.raises(MemoryPressureError):
+            async with b.subscribe("s"):
+                pass
+        rss.mb = 700  # under critical but over warning: still shedding
+        await trio.sleep(5)
+        assert b.memory_level is MemoryLevel.CRITICAL
+        assert b.get_stats()["totalEvents"] == 4
+        rss.mb = 400
+        await trio.sleep(5)
+        assert b.memory_level is MemoryLevel.NORMAL
+        async with b.subscribe("s"):
+            pass
+        assert b.get_stats()["metrics"]["memorySheds"] == 2
+
+
+async def test_memory_usage_is_reported_from_the_probe(
+    autojump_clock: MockClock, rss: FakeRSS
+) -> None:
+    rss.mb = 123.5
+    async with open_broadcaster(rss_probe=rss) as b:
+        assert b.get_stats()["memoryUsageMB"] == 123.5
+
+
+async def test_the_default_probe_reads_this_process_rss(autojump_clock: MockClock) -> None:
+    async with open_broadcaster() as b:
+        assert 1 < b.get_stats()["memoryUsageMB"] < 24 * 1024

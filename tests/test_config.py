@@ -1,0 +1,148 @@
+"""BroadcasterConfig: defaults, validation, and loading from a mapping, TOML and the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from trio_sse import BroadcasterConfig, ConfigError
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    config = BroadcasterConfig()
+    assert (config.max_queue_size, config.max_history_per_session) == (1000, 500)
+    assert (config.event_ttl, config.session_ttl, config.cleanup_interval) == (300.0, 1800.0, 60.0)
+    assert config.enable_metrics is True
+    assert config.max_subscriber_idle_time == 600.0
+    assert (config.memory_warning_threshold_mb, config.memory_critical_threshold_mb) == (
+        500.0,
+        1000.0,
+    )
+    assert config.slow_consumer_policy == "disconnect"
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        BroadcasterConfig().max_queue_size = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_queue_size", 0),
+        ("max_queue_size", -1),
+        ("max_queue_size", 1.5),
+        ("max_queue_size", True),
+        ("max_queue_size", "10"),
+        ("session_ttl", 0),
+        ("session_ttl", float("inf")),
+        ("session_ttl", float("nan")),
+        ("session_ttl", None),
+        ("event_ttl", -5.0),
+        ("enable_metrics", 1),
+        ("slow_consumer_policy", "block"),
+        ("max_sessions", None),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_error(setting: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        BroadcasterConfig.from_mapping({setting: value})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"memory_warning_threshold_mb": 900.0, "memory_critical_threshold_mb": 800.0},
+        {"max_event_bytes": 2048, "max_history_bytes_per_session": 1024},
+        {"max_event_bytes": 2048, "max_queue_bytes": 1024},
+    ],
+)
+def test_inconsistent_settings_are_refused(values: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        BroadcasterConfig.from_mapping(values)
+
+
+def test_unknown_settings_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="max_queue_sise"):
+        BroadcasterConfig.from_mapping({"max_queue_sise": 10})
+
+
+def test_event_ttl_none_means_no_ttl() -> None:
+    assert BroadcasterConfig(event_ttl=None).event_ttl is None
+
+
+def test_config_loads_from_a_toml_file_and_one_of_its_tables(tmp_path: Path) -> None:
+    path = tmp_path / "trio-sse.toml"
+    path.write_text(
+        'max_queue_size = 50\nslow_consumer_policy = "drop"\n\n[broadcaster]\nmax_sessions = 7\n'
+    )
+    whole = path.with_name("flat.toml")
+    whole.write_text('max_queue_size = 50\nslow_consumer_policy = "drop"\n')
+    flat = BroadcasterConfig.from_toml(whole)
+    assert (flat.max_queue_size, flat.slow_consumer_policy) == (50, "drop")
+    assert BroadcasterConfig.from_toml(path, table="broadcaster").max_sessions == 7
+
+
+@pytest.mark.parametrize("content", ["max_queue_size = ", "max_queue_size = 0", "nope = 1"])
+def test_a_bad_toml_file_is_a_config_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError):
+        BroadcasterConfig.from_toml(path)
+
+
+def test_a_missing_toml_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        BroadcasterConfig.from_toml(tmp_path / "missing.toml")
+
+
+def test_environment_variables_override_by_type() -> None:
+    config = BroadcasterConfig.from_env(
+        {
+            "TRIO_SSE_MAX_QUEUE_SIZE": "2_000",
+            "TRIO_SSE_EVENT_TTL": "none",
+            "TRIO_SSE_SESSION_TTL": "90.5",
+            "TRIO_SSE_ENABLE_METRICS": "false",
+            "TRIO_SSE_SLOW_CONSUMER_POLICY": "drop",
+            "TRIO_SSE_JWT_KEY": "belongs to another layer",
+        },
+        base=BroadcasterConfig(max_sessions=3),
+    )
+    assert config.max_queue_size == 2000
+    assert config.event_ttl is None
+    assert config.session_ttl == 90.5
+    assert config.enable_metrics is False
+    assert config.slow_consumer_policy == "drop"
+    assert config.max_sessions == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("TRIO_SSE_MAX_QUEUE_SIZE", "many"),
+        ("TRIO_SSE_ENABLE_METRICS", "maybe"),
+        ("TRIO_SSE_SESSION_TTL", "none"),
+        ("TRIO_SSE_CLEANUP_INTERVAL", "-1"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"TRIO_SSE_|cleanup_interval|session_ttl"):
+        BroadcasterConfig.from_env({name: raw})
+
+
+def test_the_held_bytes_bound_follows_the_formula() -> None:
+    config = BroadcasterConfig(
+        max_sessions=10,
+        max_subscribers=30,
+        max_subscribers_per_session=5,
+        max_history_per_session=4,
+        max_event_bytes=100,
+        max_history_bytes_per_session=1000,
+        max_queue_size=3,
+        max_queue_bytes=1000,
+    )
+    history, queue, reset = 4 * 100, 3 * 100, 2048
+    assert config.held_bytes_bound() == 10 * history + 30 * (queue + history + reset)
+    assert config.held_bytes_bound(sessions=2) == 2 * history + 10 * (queue + history + reset)

@@ -1,0 +1,61 @@
+"""trio-sse: Server-Sent Events on Trio; every resource bounded, every subscriber cleaned up.
+
+Layers, low to high (imports only point down):
+
+- ``trio_sse.protocol``: the sans-IO wire format (``SSEEvent``, ``encode``, ``EventStreamParser``).
+- history and subscriptions: bounded per-session replay; bounded per-subscriber channels.
+- the broadcaster: sessions, fan-out, supervised cleanup (``open_broadcaster``).
+- ``trio_sse.backends``: the transport between ``publish`` and delivery (in-memory by default).
+"""
+
+from ._broadcaster import Broadcaster as Broadcaster
+from ._broadcaster import open_broadcaster as open_broadcaster
+from ._config import BroadcasterConfig as BroadcasterConfig
+from ._config import SlowConsumerPolicy as SlowConsumerPolicy
+from ._exceptions import CapacityError as CapacityError
+from ._exceptions import ConfigError as ConfigError
+from ._exceptions import EventTooLargeError as EventTooLargeError
+from ._exceptions import InvalidEventError as InvalidEventError
+from ._exceptions import MemoryPressureError as MemoryPressureError
+from ._exceptions import ProtocolError as ProtocolError
+from ._exceptions import SessionLimitError as SessionLimitError
+from ._exceptions import SubscriberLimitError as SubscriberLimitError
+from ._exceptions import TrioSSEError as TrioSSEError
+from ._memory import MemoryLevel as MemoryLevel
+from ._protocol import EventStreamParser as EventStreamParser
+from ._protocol import MessageEvent as MessageEvent
+from ._protocol import SSEEvent as SSEEvent
+from ._stats import BroadcasterStatistics as BroadcasterStatistics
+from ._stats import CleanupReport as CleanupReport
+from ._stats import MetricsSnapshot as MetricsSnapshot
+from ._subscription import CloseReason as CloseReason
+from ._subscription import Subscription as Subscription
+from ._subscription import SubscriptionStatistics as SubscriptionStatistics
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Broadcaster",
+    "BroadcasterConfig",
+    "BroadcasterStatistics",
+    "CapacityError",
+    "CleanupReport",
+    "CloseReason",
+    "ConfigError",
+    "EventStreamParser",
+    "EventTooLargeError",
+    "InvalidEventError",
+    "MemoryLevel",
+    "MemoryPressureError",
+    "MessageEvent",
+    "MetricsSnapshot",
+    "ProtocolError",
+    "SSEEvent",
+    "SessionLimitError",
+    "SlowConsumerPolicy",
+    "SubscriberLimitError",
+    "Subscription",
+    "SubscriptionStatistics",
+    "TrioSSEError",
+    "open_broadcaster",
+]

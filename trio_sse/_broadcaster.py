@@ -1,0 +1,365 @@
+"""The broadcaster: sessions, fan-out, and the supervised tasks that keep it bounded.
+
+``open_broadcaster`` owns a nursery holding the backend's task, the cleanup loop and the memory
+check; nothing it starts outlives the ``async with`` block. ``publish`` builds each event once
+(id, TTL, encoding) and the backend hands it to ``_deliver``, which appends it to the session's
+history and offers it to every subscriber with ``send_nowait``: a publisher never waits for a
+subscriber. ``subscribe`` registers the subscriber and takes its replay in one synchronous step,
+so no event can fall between the replay and the live queue, and none can be in both.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import trio
+
+from ._config import BroadcasterConfig
+from ._exceptions import (
+    EventTooLargeError,
+    InvalidEventError,
+    MemoryPressureError,
+    SubscriberLimitError,
+)
+from ._history import RESET_EVENT_TYPE
+from ._memory import MemoryLevel, MiB, next_level, process_rss_bytes
+from ._protocol import SSEEvent
+from ._sessions import Session, SessionRegistry
+from ._stats import BroadcasterStatistics, CleanupReport, Counters, MetricsSnapshot
+from ._subscription import GAP_EVENT_TYPE, CloseReason, Subscription
+from .backends import Backend, InMemoryBackend
+
+logger = logging.getLogger("trio_sse")
+
+RESERVED_EVENT_TYPES: Final = frozenset({RESET_EVENT_TYPE, GAP_EVENT_TYPE})
+SLOW_CLEANUP_SECONDS: Final = 1.0
+
+
+class Broadcaster:
+    """Fans events out to the subscribers of each session. Made by :func:`open_broadcaster`."""
+
+    def __init__(
+        self,
+        config: BroadcasterConfig,
+        backend: Backend,
+        rss_probe: Callable[[], int],
+        perf_counter: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self._backend = backend
+        self._rss_probe = rss_probe
+        self._perf_counter = perf_counter
+        self._counters = Counters()
+        self._sessions = SessionRegistry(config, self._counters)
+        self._memory_level = MemoryLevel.NORMAL
+        self._closed = False
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(
+        self, session_id: str, type: str, data: Any, *, ttl: float | None = None
+    ) -> SSEEvent:
+        """Append an event to ``session_id``'s history and offer it to its subscribers.
+
+        Args:
+            session_id: The session; created if it does not exist.
+            type: The event name. ``reset`` and ``gap`` are reserved for the broadcaster.
+            data: A str or a JSON-serialisable value.
+            ttl: Seconds the event stays in history; None uses ``config.event_ttl``.
+
+        Returns:
+            The event, with its id ``<epoch>-<seq>`` and its encoding.
+
+        Raises:
+            InvalidEventError: bad type, data, or ttl; nothing is created.
+            EventTooLargeError: the encoded event exceeds ``max_event_bytes``.
+            SessionLimitError: a new session is needed and none can be evicted.
+            trio.ClosedResourceError: the broadcaster is closed.
+        """
+        await trio.lowlevel.checkpoint()  # before anything happens: cancelled means not published
+        self._check_open()
+        _check_session_id(session_id)
+        if type in RESERVED_EVENT_TYPES:
+            raise InvalidEventError(f"event type {type!r} is reserved for trio-sse notices")
+        now = trio.current_time()
+        session = self._sessions.lookup(session_id)
+        history = session.history
+        event = SSEEvent(
+            type,
+            data,
+            id=history.id_for(history.last_seq + 1),
+            ttl=self.config.event_ttl if ttl is None else ttl,
+            created_at=now,
+        )
+        if event.size > self.config.max_event_bytes:
+            raise EventTooLargeError(
+                f"event is {event.size} bytes encoded; "
+                f"max_event_bytes={self.config.max_event_bytes}"
+            )
+        self._sessions.admit(session, now)
+        self._sessions.touch(session, now)
+        self._counters.events_published += 1
+        await self._backend.publish(session_id, event)
+        return event
+
+    def _deliver(self, session_id: str, event: SSEEvent) -> None:
+        """Append ``event`` to history and offer it to every subscriber. Never blocks."""
+        session = self._sessions.get(session_id)
+        if session is None or self._closed:
+            logger.debug("event %s for gone session %r not delivered", event.id, session_id)
+            return
+        # The backend contract (deliver in publish order) makes this the event's sequence
+        # number; History.append checks the id against it.
+        session.history.append(event, session.history.last_seq + 1)
+        if not session.subscribers:
+            return
+        size = event.size
+        now = trio.current_time()
+        slow = [sub for sub in session.subscribers if not sub._offer(event, size, now)]
+        for subscription in slow:
+            self._counters.slow_consumer_disconnects += 1
+            subscription._close(CloseReason.SLOW_CONSUMER)
+
+    # -- subscribing ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(
+        self, session_id: str, last_event_id: str | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to ``session_id``: replay after ``last_event_id``, then live events.
+
+        With ``last_event_id=None`` only live events arrive. With an id that cannot be resumed
+        exactly (unknown, another epoch, older than the retained history) a ``reset`` event comes
+        first, then all retained history. Leaving the block, by any path, removes the subscriber
+        and closes its channel.
+
+        Raises:
+            SubscriberLimitError: ``max_subscribers_per_session`` or ``max_subscribers`` reached.
+            SessionLimitError: a new session is needed and none can be evicted.
+            MemoryPressureError: memory is critical; try again later.
+            trio.ClosedResourceError: the broadcaster is closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        subscription = self._open_subscription(session_id, last_event_id)
+        try:
+            yield subscription
+        finally:
+            subscription._close(CloseReason.CLOSED)
+
+    def _open_subscription(self, session_id: str, last_event_id: str | None) -> Subscription:
+        self._check_open()
+        _check_session_id(session_id)
+        if self._memory_level is MemoryLevel.CRITICAL:
+            raise MemoryPressureError("memory is above the critical threshold; try again later")
+        if self._counters.subscribers >= self.config.max_subscribers:
+            raise SubscriberLimitError(
+                f"max_subscribers={self.config.max_subscribers} reached; try again later"
+            )
+        session = self._sessions.lookup(session_id)
+        if len(session.subscribers) >= self.config.max_subscribers_per_session:
+            raise SubscriberLimitError(
+                f"session {session_id!r} has max_subscribers_per_session="
+                f"{self.config.max_subscribers_per_session} subscribers"
+            )
+        now = trio.current_time()
+        self._sessions.admit(session, now)
+        replay = session.history.replay(last_event_id, now)
+
+        def on_close(subscription: Subscription) -> None:
+            self._sessions.detach(session, subscription, trio.current_time())
+
+        subscription = Subscription(
+            session_id, replay.events, self.config, self._counters, on_close, now
+        )
+        self._sessions.attach(session, subscription)
+        return subscription
+
+    async def close_session(self, session_id: str) -> bool:
+        """End ``session_id``: close its subscribers and forget its history.
+
+        Returns:
+            Whether the session existed.
+        """
+        await trio.lowlevel.checkpoint()
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        self._remove_session(session, CloseReason.SESSION_CLOSED)
+        return True
+
+    def _remove_session(self, session: Session, reason: CloseReason) -> None:
+        for subscription in list(session.subscribers):
+            subscription._close(reason)
+        self._sessions.remove(session)
+
+    # -- cleanup and memory -------------------------------------------------------------
+
+    def cleanup(self) -> CleanupReport:
+        """One cleanup pass: expired events, idle sessions, stale subscribers.
+
+        The periodic task calls this every ``cleanup_interval``; it may also be called directly.
+        """
+        started = self._perf_counter()
+        now = trio.current_time()
+        expired_before = self._counters.events_expired
+        expired_sessions = self._sessions.expired(now)
+        for session in expired_sessions:
+            self._sessions.remove(session)
+        self._counters.sessions_expired += len(expired_sessions)
+        stale = 0
+        idle_time = self.config.max_subscriber_idle_time
+        for session in self._sessions:
+            session.history.expire(now)
+            for subscription in [s for s in session.subscribers if s._is_stale(now, idle_time)]:
+                subscription._close(CloseReason.STALE)
+                stale += 1
+        self._counters.stale_subscribers_removed += stale
+        self._counters.cleanup_count += 1
+        seconds = self._perf_counter() - started
+        self._counters.last_cleanup_seconds = seconds
+        report = CleanupReport(
+            self._counters.events_expired - expired_before, len(expired_sessions), stale, seconds
+        )
+        if seconds > SLOW_CLEANUP_SECONDS:
+            logger.warning("slow cleanup pass: %s", report)
+        return report
+
+    async def _run_cleanup(self, *, task_status: trio.TaskStatus[None]) -> None:
+        interval = self.config.cleanup_interval
+        deadline = trio.current_time()
+        task_status.started()
+        while True:
+            deadline = max(deadline + interval, trio.current_time())
+            await trio.sleep_until(deadline)
+            self._supervised(self.cleanup, "cleanup")
+
+    def check_memory(self) -> MemoryLevel:
+        """Read RSS, update the memory level, and shed if it is critical."""
+        rss_mb = self._rss_probe() / MiB
+        config = self.config
+        level = next_level(
+            self._memory_level,
+            rss_mb,
+            config.memory_warning_threshold_mb,
+            config.memory_critical_threshold_mb,
+        )
+        if level is not self._memory_level:
+            log = logger.info if level is MemoryLevel.NORMAL else logger.warning
+            log("memory %s -> %s (rss %.1f MB)", self._memory_level.value, level.value, rss_mb)
+            self._memory_level = level
+        if level is MemoryLevel.CRITICAL:
+            self._shed()
+        return level
+
+    def _shed(self) -> None:
+        """Halve every history (oldest events first) to give memory back."""
+        self._counters.memory_sheds += 1
+        evicted = 0
+        for session in self._sessions:
+            evicted += session.history.trim(len(session.history) // 2)
+        self._counters.events_evicted += evicted
+        logger.warning("memory critical: trimmed %d events from histories", evicted)
+
+    async def _run_memory_check(self, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        while True:
+            self._supervised(self.check_memory, "memory check")
+            await trio.sleep(self.config.memory_check_interval)
+
+    def _supervised(self, step: Callable[[], object], name: str) -> None:
+        try:
+            step()
+        except Exception:
+            self._counters.cleanup_errors += 1
+            logger.exception("%s pass failed; the broadcaster carries on", name)
+
+    # -- state ------------------------------------------------------------------------
+
+    @property
+    def memory_level(self) -> MemoryLevel:
+        """The memory level found by the last check."""
+        return self._memory_level
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def statistics(self) -> BroadcasterStatistics:
+        """A frozen snapshot; costs the same whatever the number of sessions."""
+        c = self._counters
+        return BroadcasterStatistics(
+            memory_usage_mb=self._rss_probe() / MiB,
+            memory_level=self._memory_level.value,
+            total_sessions=len(self._sessions),
+            total_events=c.history_events,
+            total_subscribers=c.subscribers,
+            history_bytes=c.history_bytes,
+            queued_bytes=c.queued_bytes,
+            queued_events=c.queued_events,
+            held_bytes=c.history_bytes + c.queued_bytes,
+            metrics=MetricsSnapshot.of(c) if self.config.enable_metrics else None,
+        )
+
+    def get_stats(self) -> dict[str, Any]:
+        """:meth:`statistics` as a JSON-ready dict with camelCase keys."""
+        return self.statistics().as_dict()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the broadcaster is closed")
+
+    def _close(self) -> None:
+        """Close every subscription and forget every session. Idempotent; never blocks."""
+        self._closed = True
+        for session in self._sessions:
+            self._remove_session(session, CloseReason.SHUTDOWN)
+
+
+def _check_session_id(session_id: str) -> None:
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidEventError(f"session id must be a non-empty str, not {session_id!r}")
+
+
+@asynccontextmanager
+async def open_broadcaster(
+    config: BroadcasterConfig | None = None,
+    *,
+    backend: Backend | None = None,
+    rss_probe: Callable[[], int] = process_rss_bytes,
+    perf_counter: Callable[[], float] = time.perf_counter,
+) -> AsyncIterator[Broadcaster]:
+    """Run a broadcaster for the duration of the block.
+
+    The cleanup loop, the memory check and the backend's task run in a nursery owned by the
+    block. On exit every subscription ends with ``CloseReason.SHUTDOWN`` and every task is
+    cancelled. An exception raised in the block propagates as itself, not wrapped in a group.
+
+    Args:
+        config: Bounds and timings; defaults to ``BroadcasterConfig()``.
+        backend: The fan-out transport; defaults to a new :class:`InMemoryBackend`.
+        rss_probe: Returns the process's resident memory in bytes (replace it in tests).
+        perf_counter: Measures the duration of cleanup passes. It is not used for any deadline:
+            every TTL and interval uses ``trio.current_time()``.
+    """
+    config = BroadcasterConfig() if config is None else config
+    broadcaster = Broadcaster(config, backend or InMemoryBackend(), rss_probe, perf_counter)
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broadcaster._backend.run, broadcaster._deliver)
+        await nursery.start(broadcaster._run_cleanup)
+        await nursery.start(broadcaster._run_memory_check)
+        try:
+            yield broadcaster
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # re-raised below, outside the nursery, unwrapped
+            body_error = exc
+        finally:
+            broadcaster._close()
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error

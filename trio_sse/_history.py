@@ -1,0 +1,176 @@
+"""Bounded per-session history: by count, by bytes and by TTL; replay after an event id.
+
+Event ids are ``<epoch>-<seq>``. The epoch is a fresh random token each time a history is
+created, so a broadcaster restart or an expired session is visible in every id issued after it.
+Within a history sequence numbers are contiguous and events only ever leave from the front
+(bounds, TTL, shedding), so the event with sequence ``s`` sits at index ``s - first_seq``.
+
+Replay is exact when the cursor is the id of an event of this epoch that is still retained, or
+the id just before the oldest retained one. Otherwise (malformed id, another epoch, an id from
+the future, or events lost between the cursor and the oldest retained one) replay starts with a
+``reset`` event that says why and carries the cursor just before the replayed events, followed by
+everything retained: the client knows it missed something and gets all that is left.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections import deque
+from dataclasses import dataclass
+
+from ._protocol import SSEEvent
+from ._stats import Counters
+
+RESET_EVENT_TYPE = "reset"
+ECHOED_ID_MAX_CHARS = 256
+"""A reset notice echoes at most this much of the client's cursor."""
+RESET_NOTICE_MAX_BYTES = 2048
+"""Upper bound of an encoded reset notice (the echoed cursor is at most 6 bytes a character)."""
+
+
+def new_epoch() -> str:
+    """A fresh random epoch token (8 hex digits, no ``-``)."""
+    return secrets.token_hex(4)
+
+
+def parse_event_id(event_id: str) -> tuple[str, int] | None:
+    """Split ``<epoch>-<seq>`` into its parts, or None if it is not of that form."""
+    epoch, dash, seq = event_id.rpartition("-")
+    if not dash or not epoch or not seq.isascii() or not seq.isdigit() or len(seq) > 19:
+        return None
+    return epoch, int(seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a new subscriber receives before live events.
+
+    Attributes:
+        events: The retained events after the cursor, oldest first (a ``reset`` event first
+            when the cursor could not be resumed exactly).
+        reset_reason: Why the cursor could not be resumed, or None.
+    """
+
+    events: list[SSEEvent]
+    reset_reason: str | None = None
+
+
+class History:
+    """The retained events of one session, bounded by ``max_count`` and ``max_bytes``."""
+
+    __slots__ = (
+        "_counters",
+        "_events",
+        "_first_seq",
+        "bytes",
+        "epoch",
+        "last_seq",
+        "max_bytes",
+        "max_count",
+    )
+
+    def __init__(
+        self, max_count: int, max_bytes: int, counters: Counters, epoch: str | None = None
+    ) -> None:
+        self.epoch = epoch or new_epoch()
+        self._counters = counters
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.last_seq = 0  # sequence number of the newest event appended
+        self.bytes = 0
+        self._events: deque[SSEEvent] = deque()
+        self._first_seq = 1  # sequence number of self._events[0], if any
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def id_for(self, seq: int) -> str:
+        """The event id of sequence number ``seq`` in this history."""
+        return f"{self.epoch}-{seq}"
+
+    def append(self, event: SSEEvent, seq: int) -> None:
+        """Add ``event`` (which holds the id of ``seq``), then evict the oldest events until
+        both bounds hold again.
+
+        Raises:
+            ValueError: ``seq`` does not follow the newest retained event (a backend that
+                reordered deliveries).
+        """
+        if seq != self.last_seq + 1 or event.id != self.id_for(seq):
+            raise ValueError(f"event {event.id!r} is not sequence {seq} of this history")
+        if not self._events:
+            self._first_seq = seq
+        self.last_seq = seq
+        self._events.append(event)
+        self.bytes += event.size
+        self._counters.history_events += 1
+        self._counters.history_bytes += event.size
+        while len(self._events) > self.max_count or self.bytes > self.max_bytes:
+            self._pop_front()
+            self._counters.events_evicted += 1
+
+    def expire(self, now: float) -> int:
+        """Remove expired events from the front; return how many left."""
+        removed = 0
+        while self._events and self._events[0].is_expired(now):
+            self._pop_front()
+            removed += 1
+        self._counters.events_expired += removed
+        return removed
+
+    def trim(self, keep: int) -> int:
+        """Keep only the newest ``keep`` events; return how many left."""
+        removed = 0
+        while len(self._events) > keep:
+            self._pop_front()
+            removed += 1
+        return removed
+
+    def clear(self) -> None:
+        """Drop every retained event (the session is going away)."""
+        self.trim(0)
+
+    def _pop_front(self) -> None:
+        event = self._events.popleft()
+        self.bytes -= event.size
+        self._first_seq += 1
+        self._counters.history_events -= 1
+        self._counters.history_bytes -= event.size
+
+    def oldest_id(self) -> str | None:
+        return self._events[0].id if self._events else None
+
+    def replay(self, last_event_id: str | None, now: float) -> Replay:
+        """The events a subscriber resuming after ``last_event_id`` must receive first.
+
+        None (a first connect) replays nothing: the subscriber starts with live events.
+        """
+        if last_event_id is None:
+            return Replay([])
+        parsed = parse_event_id(last_event_id)
+        first = self._first_seq if self._events else self.last_seq + 1
+        if parsed is None:
+            return self._reset("unknown-id", last_event_id, now)
+        epoch, seq = parsed
+        if epoch != self.epoch:
+            return self._reset("epoch-changed", last_event_id, now)
+        if seq > self.last_seq:
+            return self._reset("unknown-id", last_event_id, now)
+        if seq < first - 1:
+            return self._reset("history-expired", last_event_id, now)
+        after = itertools.islice(self._events, seq + 1 - first, None)
+        return Replay([e for e in after if not e.is_expired(now)])
+
+    def _reset(self, reason: str, last_event_id: str, now: float) -> Replay:
+        retained = [e for e in self._events if not e.is_expired(now)]
+        first = self._first_seq if self._events else self.last_seq + 1
+        cursor = parse_event_id(retained[0].id or "") if retained else None
+        before = (cursor[1] if cursor else first) - 1
+        data = {
+            "reason": reason,
+            "lastEventId": last_event_id[:ECHOED_ID_MAX_CHARS],
+            "oldestId": retained[0].id if retained else None,
+        }
+        reset = SSEEvent(RESET_EVENT_TYPE, data, id=f"{self.epoch}-{before}", created_at=now)
+        return Replay([reset, *retained], reason)
