@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 from trio.testing import MockClock
 
 from trio_sse import (
@@ -399,3 +400,54 @@ async def test_subscribers_of_all_sessions_are_capped(
                 async with b.subscribe("c"):
                     pass
             assert b.get_stats()["totalSubscribers"] == 2
+
+
+async def test_a_burst_of_publishes_lets_a_keeping_up_reader_run(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    received = 0
+    async with open_broadcaster(make_config(max_queue_size=4)) as b:
+        async with trio.open_nursery() as nursery, b.subscribe("s") as sub:
+
+            async def read() -> None:
+                nonlocal received
+                async for _ in sub:
+                    received += 1
+
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            for n in range(5000):
+                await b.publish("s", "t", n)  # no sleep between publishes
+            await trio.testing.wait_all_tasks_blocked()
+            assert sub.close_reason is None
+            assert received == 5000
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_cancelled_publish_publishes_nothing(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config()) as b:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await b.publish("s", "t", 1)
+        assert scope.cancelled_caught
+        assert b.get_stats()["metrics"]["eventsPublished"] == 0
+        assert b.get_stats()["totalSessions"] == 0
+
+
+async def test_receive_batch_takes_everything_waiting_in_one_call(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(max_history_per_session=100)) as b:
+        first = await b.publish("s", "t", 0)
+        for n in range(1, 4):
+            await b.publish("s", "t", n)
+        async with b.subscribe("s", last_event_id=first.id) as sub:
+            await b.publish("s", "t", 4)
+            await b.publish("s", "t", 5)
+            assert [e.data for e in await sub.receive_batch()] == [1, 2, 3, 4, 5]
+            await b.publish("s", "t", 6)
+            await b.publish("s", "t", 7)
+            assert [e.data for e in await sub.receive_batch(max_events=1)] == [6]
+            assert sub.statistics().queued_events == 1

@@ -80,7 +80,9 @@ class Broadcaster:
             SessionLimitError: a new session is needed and none can be evicted.
             trio.ClosedResourceError: the broadcaster is closed.
         """
-        await trio.lowlevel.checkpoint()  # before anything happens: cancelled means not published
+        # A full checkpoint, as trio channels do: a burst of publishes lets readers run, and a
+        # cancelled publish has published nothing.
+        await trio.lowlevel.checkpoint()
         self._check_open()
         _check_session_id(session_id)
         if type in RESERVED_EVENT_TYPES:

@@ -44,18 +44,21 @@ def data_text(data: Any) -> str:
     try:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidEventError(f"event data is neither a str nor JSON-serialisable: {exc}") from exc
+        raise InvalidEventError(
+            f"event data is neither a str nor JSON-serialisable: {exc}"
+        ) from exc
 
 
 def _encode_fields(type: str, text: str, id: str | None, retry: int | None) -> bytes:
-    parts = [f"event: {type}\n"]
+    head = f"event: {type}\n"
     if id is not None:
-        parts.append(f"id: {id}\n" if id else "id\n")
+        head += f"id: {id}\n" if id else "id\n"
     if retry is not None:
-        parts.append(f"retry: {retry}\n")
-    parts.extend(f"data: {line}\n" if line else "data\n" for line in LINE_BREAK.split(text))
-    parts.append("\n")
-    return "".join(parts).encode("utf-8")
+        head += f"retry: {retry}\n"
+    if text and "\n" not in text and "\r" not in text:  # the common case: one data line
+        return f"{head}data: {text}\n\n".encode()
+    lines = (f"data: {line}\n" if line else "data\n" for line in LINE_BREAK.split(text))
+    return f"{head}{''.join(lines)}\n".encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,9 +106,8 @@ class EventStreamParser:
         elif name == "id":
             if "\x00" not in value:
                 self._id_buffer = value
-        elif name == "retry":
-            if value.isascii() and value.isdigit():
-                self.retry = int(value)
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self.retry = int(value)
         # any other field name is ignored
 
     def _dispatch(self, events: list[MessageEvent]) -> None:
