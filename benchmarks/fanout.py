@@ -142,6 +142,7 @@ def trio_config(
 ) -> trio_sse.BroadcasterConfig:
     return trio_sse.BroadcasterConfig(
         max_subscribers_per_session=max(1000, 2 * subscribers),
+        max_subscribers=max(1000, 2 * subscribers),
         max_queue_size=queue_size,
         max_queue_bytes=queue_bytes,
     )
@@ -166,11 +167,7 @@ async def trio_draining_reader(
         pacer.arrive()
         received = 0
         while received < events:
-            ready = [await subscription.receive()]
-            with suppress(trio.WouldBlock):
-                while True:
-                    ready.append(subscription.receive_nowait())
-            for _ in ready:
+            for _ in await subscription.receive_batch():
                 received += 1
                 if received % batch == 0 or received == events:
                     pacer.arrive()
@@ -444,6 +441,28 @@ def idle_bytes_row(plan: Plan, with_tasks: bool) -> Row:
     )
 
 
+async def trio_stats_cost(sessions: int, calls: int = 2000) -> float:
+    """Microseconds per ``get_stats()`` call with ``sessions`` sessions of one event each."""
+    config = trio_sse.BroadcasterConfig(max_sessions=max(sessions, 1))
+    async with trio_sse.open_broadcaster(config) as broadcaster:
+        for n in range(sessions):
+            await broadcaster.publish(f"s{n}", EVENT_TYPE, DATA)
+        start = time.perf_counter()
+        for _ in range(calls):
+            broadcaster.get_stats()
+        elapsed = time.perf_counter() - start
+        expect(broadcaster.get_stats()["totalSessions"] == sessions, "sessions")
+    return elapsed * 1e6 / calls
+
+
+def stats_cost_lines() -> list[str]:
+    """``get_stats()`` cost with few and with 100,000 sessions (trio-sse only)."""
+    return [
+        f"get_stats() with {sessions:>7,} sessions: {trio.run(trio_stats_cost, sessions):6.1f} us"
+        for sessions in (1, 100_000)
+    ]
+
+
 def run_all(plan: Plan) -> list[Row]:
     rows = [throughput_row(plan, n, drain) for drain in (False, True) for n in SUBSCRIBER_COUNTS]
     rows += [publish_cost_row(plan, n) for n in SUBSCRIBER_COUNTS]
@@ -465,8 +484,11 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def report(rows: list[Row], plan: Plan, quick: bool, wall_seconds: float) -> dict[str, object]:
+def report(
+    rows: list[Row], plan: Plan, quick: bool, wall_seconds: float, stats_lines: list[str]
+) -> dict[str, object]:
     return {
+        "stats_cost": stats_lines,
         "benchmark": "fanout",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -505,11 +527,14 @@ def main(argv: list[str] | None = None) -> None:
     output = args.output or RESULTS_DIR / ("fanout-quick.json" if args.quick else "fanout.json")
     started = time.perf_counter()
     rows = run_all(plan)
+    stats_lines = stats_cost_lines()
     wall = time.perf_counter() - started
     print(table(rows))
+    print("\n".join(["", *stats_lines]))
     print(f"\nmedian of {plan.repetitions}; wall time {wall:.1f} s; written to {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report(rows, plan, args.quick, wall), indent=2) + "\n")
+    document = report(rows, plan, args.quick, wall, stats_lines)
+    output.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":

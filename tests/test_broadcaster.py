@@ -17,8 +17,10 @@ from trio_sse import (
     InvalidEventError,
     SessionLimitError,
     SubscriberLimitError,
+    Subscription,
     open_broadcaster,
 )
+from trio_sse._sessions import SessionRegistry
 
 MakeConfig = Callable[..., BroadcasterConfig]
 
@@ -451,3 +453,51 @@ async def test_receive_batch_takes_everything_waiting_in_one_call(
             await b.publish("s", "t", 7)
             assert [e.data for e in await sub.receive_batch(max_events=1)] == [6]
             assert sub.statistics().queued_events == 1
+
+
+async def test_collecting_stats_never_walks_sessions_or_subscribers(
+    autojump_clock: MockClock, make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_broadcaster(make_config(max_sessions=100_000)) as b:
+        for n in range(1000):
+            await b.publish(f"s{n}", "t", n)
+        async with b.subscribe("s1"):
+
+            def no_walk(self: object) -> object:
+                raise AssertionError("stats must come from running counters")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(SessionRegistry, "__iter__", no_walk)
+                stats = b.get_stats()
+        assert (stats["totalSessions"], stats["totalEvents"]) == (1000, 1000)
+
+
+async def test_a_reader_in_replay_sees_the_end_when_closed_meanwhile(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    ended = 0
+    async with open_broadcaster(make_config()) as b:
+        for _ in range(50):  # trio runs the two tasks in random order: both orders happen
+            first = await b.publish("s", "t", 0)
+            await b.publish("s", "t", 1)
+            async with b.subscribe("s", last_event_id=first.id) as sub:
+
+                async def close(sub: Subscription = sub) -> None:
+                    sub._close(CloseReason.SESSION_CLOSED)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(close)
+                    try:
+                        await sub.receive()  # yields with an event ready; maybe closed meanwhile
+                    except trio.EndOfChannel:
+                        ended += 1
+    assert ended > 0
+
+
+async def test_a_cursor_that_is_not_valid_unicode_gets_a_reset(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config()) as b:
+        async with b.subscribe("s", last_event_id="\udc80-1") as sub:
+            reset = await sub.receive()
+        assert reset.data["lastEventId"] == "\\udc80-1"

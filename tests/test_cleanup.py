@@ -62,16 +62,31 @@ async def test_an_event_leaves_history_at_the_first_pass_after_its_ttl(
         assert stats["metrics"]["eventsExpired"] == 1
 
 
-async def test_an_expired_event_is_not_replayed_even_before_cleanup_removes_it(
+async def test_a_cursor_behind_expired_events_gets_a_reset_even_before_cleanup_runs(
     autojump_clock: MockClock, make_config: MakeConfig
 ) -> None:
     async with open_broadcaster(make_config(event_ttl=100.0, cleanup_interval=1000.0)) as b:
         first = await b.publish("s", "t", "a", ttl=10)
         await b.publish("s", "t", "b", ttl=10)
-        await trio.sleep(10)  # both expired exactly now
+        kept = await b.publish("s", "t", "c", ttl=50)
+        await trio.sleep(10)  # the first two expired exactly now; no pass has run
         async with b.subscribe("s", last_event_id=first.id) as sub:
-            with pytest.raises(trio.WouldBlock):
-                sub.receive_nowait()
+            reset = await sub.receive()
+            assert (reset.type, reset.data["reason"]) == ("reset", "history-expired")
+            assert await sub.receive() == kept
+        assert b.get_stats()["metrics"]["eventsExpired"] == 2
+
+
+async def test_an_expired_event_behind_a_longer_lived_one_is_skipped_at_replay(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(event_ttl=100.0, cleanup_interval=1000.0)) as b:
+        first = await b.publish("s", "t", "long", ttl=50)
+        await b.publish("s", "t", "short", ttl=10)
+        last = await b.publish("s", "t", "long too", ttl=50)
+        await trio.sleep(10)
+        async with b.subscribe("s", last_event_id=first.id) as sub:
+            assert await sub.receive() == last
 
 
 async def test_a_session_without_subscribers_expires_after_session_ttl(

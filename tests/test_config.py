@@ -83,6 +83,14 @@ def test_config_loads_from_a_toml_file_and_one_of_its_tables(tmp_path: Path) -> 
     flat = BroadcasterConfig.from_toml(whole)
     assert (flat.max_queue_size, flat.slow_consumer_policy) == (50, "drop")
     assert BroadcasterConfig.from_toml(path, table="broadcaster").max_sessions == 7
+    with pytest.raises(ConfigError, match="no \\[server\\] table"):
+        BroadcasterConfig.from_toml(path, table="server")
+
+
+def test_toml_sets_an_optional_setting_to_none_with_the_string_none(tmp_path: Path) -> None:
+    path = tmp_path / "ttl.toml"
+    path.write_text('event_ttl = "none"\n')
+    assert BroadcasterConfig.from_toml(path).event_ttl is None
 
 
 @pytest.mark.parametrize("content", ["max_queue_size = ", "max_queue_size = 0", "nope = 1"])

@@ -1,11 +1,13 @@
 """trio-sse: Server-Sent Events on Trio; every resource bounded, every subscriber cleaned up.
 
-Layers, low to high (imports only point down):
+Layers, low to high (a module imports only from the layers above it in this list):
 
 - ``trio_sse.protocol``: the sans-IO wire format (``SSEEvent``, ``encode``, ``EventStreamParser``).
 - history and subscriptions: bounded per-session replay; bounded per-subscriber channels.
-- the broadcaster: sessions, fan-out, supervised cleanup (``open_broadcaster``).
-- ``trio_sse.backends``: the transport between ``publish`` and delivery (in-memory by default).
+- sessions: the registry of histories and subscribers, bounded by ``max_sessions``.
+- ``trio_sse.backends``: the transport interface between ``publish`` and delivery, and the
+  in-memory default (it knows only the protocol layer).
+- the broadcaster: fan-out and supervised cleanup (``open_broadcaster``), using a backend.
 """
 
 from ._broadcaster import Broadcaster as Broadcaster

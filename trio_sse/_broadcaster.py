@@ -25,7 +25,7 @@ from ._exceptions import (
     MemoryPressureError,
     SubscriberLimitError,
 )
-from ._history import RESET_EVENT_TYPE
+from ._history import RESET_EVENT_TYPE, parse_event_id
 from ._memory import MemoryLevel, MiB, next_level, process_rss_bytes
 from ._protocol import SSEEvent
 from ._sessions import Session, SessionRegistry
@@ -93,7 +93,7 @@ class Broadcaster:
         event = SSEEvent(
             type,
             data,
-            id=history.id_for(history.last_seq + 1),
+            id=history.next_id(),
             ttl=self.config.event_ttl if ttl is None else ttl,
             created_at=now,
         )
@@ -104,6 +104,7 @@ class Broadcaster:
             )
         self._sessions.admit(session, now)
         self._sessions.touch(session, now)
+        history.reserve()
         self._counters.events_published += 1
         await self._backend.publish(session_id, event)
         return event
@@ -111,12 +112,18 @@ class Broadcaster:
     def _deliver(self, session_id: str, event: SSEEvent) -> None:
         """Append ``event`` to history and offer it to every subscriber. Never blocks."""
         session = self._sessions.get(session_id)
+        position = parse_event_id(event.id or "")
         if session is None or self._closed:
             logger.debug("event %s for gone session %r not delivered", event.id, session_id)
             return
-        # The backend contract (deliver in publish order) makes this the event's sequence
-        # number; History.append checks the id against it.
-        session.history.append(event, session.history.last_seq + 1)
+        if position is None or position[0] != session.history.epoch:
+            logger.error("event %s is not of session %r's epoch; dropped", event.id, session_id)
+            return
+        try:
+            session.history.append(event, position[1])
+        except ValueError:
+            logger.exception("backend delivered event %s out of order; dropped", event.id)
+            return
         if not session.subscribers:
             return
         size = event.size
@@ -140,6 +147,7 @@ class Broadcaster:
         and closes its channel.
 
         Raises:
+            InvalidEventError: ``session_id`` is not a non-empty str.
             SubscriberLimitError: ``max_subscribers_per_session`` or ``max_subscribers`` reached.
             SessionLimitError: a new session is needed and none can be evicted.
             MemoryPressureError: memory is critical; try again later.
@@ -168,8 +176,8 @@ class Broadcaster:
                 f"{self.config.max_subscribers_per_session} subscribers"
             )
         now = trio.current_time()
-        self._sessions.admit(session, now)
         replay = session.history.replay(last_event_id, now)
+        self._sessions.admit(session, now)
 
         def on_close(subscription: Subscription) -> None:
             self._sessions.detach(session, subscription, trio.current_time())

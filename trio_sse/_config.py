@@ -38,11 +38,12 @@ class BroadcasterConfig:
             with its history.
         cleanup_interval: Period of the cleanup pass (TTL, idle sessions, stale subscribers).
         enable_metrics: Report the ``metrics`` counters in stats.
-        max_subscriber_idle_time: A subscriber whose events have waited this long unread is
-            closed as stale.
-        memory_warning_threshold_mb: Process RSS (MB) above which a warning is logged and reported.
-        memory_critical_threshold_mb: Process RSS (MB) above which the broadcaster sheds load until
-            back under the warning threshold.
+        max_subscriber_idle_time: A subscriber that has had events waiting this long without
+            reading any is closed as stale (each read restarts the wait).
+        memory_warning_threshold_mb: Process RSS (MiB) above which a warning is logged and
+            reported.
+        memory_critical_threshold_mb: Process RSS (MiB) above which the broadcaster sheds load
+            until back at or under the warning threshold.
         memory_check_interval: Period of the memory check.
         max_sessions: Sessions held at once; beyond it idle sessions are evicted oldest first.
         max_subscribers_per_session: Subscribers of one session at once.
@@ -96,16 +97,24 @@ class BroadcasterConfig:
     def from_toml(
         cls, path: str | os.PathLike[str], *, table: str | None = None
     ) -> BroadcasterConfig:
-        """Load settings from a TOML file, optionally from one ``[table]`` of it."""
+        """Load settings from a TOML file, optionally from one ``[table]`` of it.
+
+        TOML has no null: an optional setting given as the string ``"none"`` is None.
+        """
         try:
             with Path(path).open("rb") as file:
                 document = tomllib.load(file)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from exc
         if table is not None:
-            document = document.get(table, {})
-            if not isinstance(document, dict):
-                raise ConfigError(f"[{table}] in {os.fspath(path)!r} is not a table")
+            section = document.get(table)
+            if not isinstance(section, dict):
+                raise ConfigError(f"{os.fspath(path)!r} has no [{table}] table")
+            document = section
+        optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
+        for name in optional & set(document):
+            if isinstance(document[name], str) and document[name].lower() == "none":
+                document[name] = None
         return cls.from_mapping(document)
 
     @classmethod
@@ -117,9 +126,10 @@ class BroadcasterConfig:
     ) -> BroadcasterConfig:
         """Override ``base`` (default settings if None) with ``TRIO_SSE_<SETTING>`` variables.
 
-        Values are parsed by the setting's type: ints, floats, booleans (``true``/``false``,
-        ``1``/``0``, ``yes``/``no``), ``none`` for optional settings. Variables with the prefix
-        that name no setting are left alone (other layers, such as the server, use them).
+        Values are parsed by the setting's type: ints (``_`` allowed), floats, booleans
+        (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``), and ``none``,
+        ``null`` or an empty value for optional settings. Variables with the prefix that name
+        no setting are left alone (other layers, such as the server, use them).
         """
         environ = os.environ if environ is None else environ
         values = dataclasses.asdict(base or cls())
@@ -184,7 +194,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _parse_text(name: str, annotation: object, raw: str) -> object:
-    """Parse a setting given as text (environment variable or command-line flag)."""
+    """Parse a setting given as text (an environment variable)."""
     kind = str(annotation)
     text = raw.strip()
     if "None" in kind and text.lower() in {"none", "null", ""}:

@@ -62,12 +62,14 @@ class History:
     __slots__ = (
         "_counters",
         "_events",
-        "_first_seq",
+        "_seqs",
         "bytes",
         "epoch",
         "last_seq",
+        "lost_through",
         "max_bytes",
         "max_count",
+        "reserved",
     )
 
     def __init__(
@@ -77,32 +79,41 @@ class History:
         self._counters = counters
         self.max_count = max_count
         self.max_bytes = max_bytes
-        self.last_seq = 0  # sequence number of the newest event appended
+        self.reserved = 0  # the last sequence number handed to a publish
+        self.last_seq = 0  # the sequence number of the newest event appended
+        self.lost_through = 0  # every event up to this sequence number has left history
         self.bytes = 0
         self._events: deque[SSEEvent] = deque()
-        self._first_seq = 1  # sequence number of self._events[0], if any
+        self._seqs: deque[int] = deque()  # sequence number of each retained event
 
     def __len__(self) -> int:
         return len(self._events)
 
-    def id_for(self, seq: int) -> str:
-        """The event id of sequence number ``seq`` in this history."""
-        return f"{self.epoch}-{seq}"
+    def next_id(self) -> str:
+        """The id the next reserved sequence number will have."""
+        return f"{self.epoch}-{self.reserved + 1}"
+
+    def reserve(self) -> int:
+        """Hand out the next sequence number (after :meth:`next_id` was used to build an event).
+
+        A reserved number that is never appended (its publish failed) leaves a harmless hole.
+        """
+        self.reserved += 1
+        return self.reserved
 
     def append(self, event: SSEEvent, seq: int) -> None:
-        """Add ``event`` (which holds the id of ``seq``), then evict the oldest events until
+        """Add ``event``, which holds the id of ``seq``, then evict the oldest events until
         both bounds hold again.
 
         Raises:
-            ValueError: ``seq`` does not follow the newest retained event (a backend that
-                reordered deliveries).
+            ValueError: ``seq`` is not newer than the newest appended event, or was never
+                reserved (a backend that reordered or invented deliveries).
         """
-        if seq != self.last_seq + 1 or event.id != self.id_for(seq):
-            raise ValueError(f"event {event.id!r} is not sequence {seq} of this history")
-        if not self._events:
-            self._first_seq = seq
+        if not self.last_seq < seq <= self.reserved:
+            raise ValueError(f"event {event.id!r} is out of order for this history")
         self.last_seq = seq
         self._events.append(event)
+        self._seqs.append(seq)
         self.bytes += event.size
         self._counters.history_events += 1
         self._counters.history_bytes += event.size
@@ -133,43 +144,47 @@ class History:
 
     def _pop_front(self) -> None:
         event = self._events.popleft()
+        self.lost_through = self._seqs.popleft()
         self.bytes -= event.size
-        self._first_seq += 1
         self._counters.history_events -= 1
         self._counters.history_bytes -= event.size
-
-    def oldest_id(self) -> str | None:
-        return self._events[0].id if self._events else None
 
     def replay(self, last_event_id: str | None, now: float) -> Replay:
         """The events a subscriber resuming after ``last_event_id`` must receive first.
 
         None (a first connect) replays nothing: the subscriber starts with live events.
+        Expired events at the front leave first, exactly as a cleanup pass would remove them,
+        so a cursor behind them gets a ``reset`` whether or not that pass has run yet.
         """
         if last_event_id is None:
             return Replay([])
+        self.expire(now)
         parsed = parse_event_id(last_event_id)
-        first = self._first_seq if self._events else self.last_seq + 1
         if parsed is None:
             return self._reset("unknown-id", last_event_id, now)
         epoch, seq = parsed
         if epoch != self.epoch:
             return self._reset("epoch-changed", last_event_id, now)
-        if seq > self.last_seq:
+        if seq > self.reserved:
             return self._reset("unknown-id", last_event_id, now)
-        if seq < first - 1:
+        if seq < self.lost_through:
             return self._reset("history-expired", last_event_id, now)
-        after = itertools.islice(self._events, seq + 1 - first, None)
+        # Replays are short and recent: walk back from the newest event to the cursor.
+        start = len(self._seqs)
+        while start and self._seqs[start - 1] > seq:
+            start -= 1
+        after = itertools.islice(self._events, start, None)
         return Replay([e for e in after if not e.is_expired(now)])
 
     def _reset(self, reason: str, last_event_id: str, now: float) -> Replay:
         retained = [e for e in self._events if not e.is_expired(now)]
-        first = self._first_seq if self._events else self.last_seq + 1
-        cursor = parse_event_id(retained[0].id or "") if retained else None
-        before = (cursor[1] if cursor else first) - 1
+        # The cursor just before the replayed events: resuming from it replays them all.
+        before = self._seqs[0] - 1 if self._seqs else self.last_seq
+        echoed = last_event_id[:ECHOED_ID_MAX_CHARS]
         data = {
             "reason": reason,
-            "lastEventId": last_event_id[:ECHOED_ID_MAX_CHARS],
+            # a cursor may hold lone surrogates, which have no UTF-8 form
+            "lastEventId": echoed.encode("utf-8", "backslashreplace").decode("utf-8"),
             "oldestId": retained[0].id if retained else None,
         }
         reset = SSEEvent(RESET_EVENT_TYPE, data, id=f"{self.epoch}-{before}", created_at=now)

@@ -38,11 +38,12 @@ def next_level(
 ) -> MemoryLevel:
     """The level after a reading of ``rss_mb``.
 
-    Critical is entered above ``critical_mb`` and left only once back under ``warning_mb``
-    (hysteresis), so shedding goes on until memory has really recovered.
+    Critical is entered above ``critical_mb`` and left only once back at or under
+    ``warning_mb`` (hysteresis), so shedding goes on until memory has really recovered.
+    All figures are MiB.
     """
-    if rss_mb >= critical_mb:
+    if rss_mb > critical_mb:
         return MemoryLevel.CRITICAL
-    if rss_mb >= warning_mb:
+    if rss_mb > warning_mb:
         return MemoryLevel.CRITICAL if current is MemoryLevel.CRITICAL else MemoryLevel.WARNING
     return MemoryLevel.NORMAL

@@ -122,7 +122,8 @@ class Subscription:
         """
         if self._ready:
             await trio.lowlevel.checkpoint()
-            return self._take_ready()
+            if self._ready:  # else: closed while we yielded; the channel says so below
+                return self._take_ready()
         try:
             item = await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._exceptions import InvalidEventError
 from ._event import LINE_BREAK, SSEEvent, check_token
 
 
@@ -22,7 +23,7 @@ def encode_comment(text: str = "") -> bytes:
 def encode_retry(milliseconds: int) -> bytes:
     """A block that only sets the client's reconnection time."""
     if isinstance(milliseconds, bool) or not isinstance(milliseconds, int) or milliseconds < 0:
-        raise ValueError(f"retry must be a non-negative int, not {milliseconds!r}")
+        raise InvalidEventError(f"retry must be a non-negative int, not {milliseconds!r}")
     return b"retry: %d\n\n" % milliseconds
 
 
