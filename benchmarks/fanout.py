@@ -1,4 +1,4 @@
-"""Fan-out benchmark: trio-sse against the naive asyncio fan-out it replaces.
+"""Fan-out benchmark: trio-sse against bare trio and the naive asyncio fan-out it replaces.
 
 Run from the project root::
 
@@ -7,8 +7,11 @@ Run from the project root::
 
 The naive design is one unbounded ``asyncio.Queue`` per subscriber: the publisher encodes each
 event to bytes once and calls ``put_nowait`` on every queue; each subscriber is a task looping on
-``await queue.get()``. Both implementations serve one session and are measured in this process,
-repetition by repetition, alternately. Figures (see ``benchmarks/README.md``):
+``await queue.get()``. "Bare trio" is the same design on trio, with no broadcaster logic: one
+``trio.open_memory_channel(max_buffer)`` per subscriber, ``send_nowait`` on every channel and one
+``trio.lowlevel.checkpoint()`` per publish, a task per subscriber looping on ``await receive()``.
+All three serve one session and are measured in this process, repetition by repetition, in turn.
+Figures (see ``benchmarks/README.md``):
 
 1. ``deliveries/s``: N events published in batches of ``BATCH``; after each batch the publisher
    waits until every subscriber task has received it. Timed from the first publish until every
@@ -32,12 +35,13 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 import trio.testing
@@ -47,10 +51,15 @@ import trio_sse
 SESSION = "bench"
 EVENT_TYPE = "tick"
 DATA = "x" * 64
-BATCH = 100  # events per batch; well under max_queue_size, so no queue ever fills
+BATCH = 100  # events per batch; well under QUEUE_SIZE, so no queue ever fills
+QUEUE_SIZE = 1000  # trio-sse's max_queue_size and bare trio's max_buffer
 SUBSCRIBER_COUNTS = (1, 100, 10_000)
 MiB = 1024 * 1024
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+COLUMNS = {"trio_sse": "trio-sse", "bare_trio": "bare trio", "naive_asyncio": "naive asyncio"}
+"""JSON key and table heading of each implementation, in the order they run and are shown."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,15 @@ class Pacer:
         await self._event.wait()
 
 
+Publish = Callable[[], Awaitable[object]]
+"""Publishes one event (trio-sse and bare trio)."""
+
+
+def sse_bytes(seq: int, type: str, data: str) -> bytes:
+    """One event as the naive designs encode it, once per publish."""
+    return f"event: {type}\nid: {seq}\ndata: {data}\n\n".encode()
+
+
 def batches(events: int, batch: int) -> list[int]:
     """Sizes of the batches ``events`` is published in."""
     full, rest = divmod(events, batch)
@@ -118,6 +136,42 @@ def batches(events: int, batch: int) -> list[int]:
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise RuntimeError(f"benchmark check failed: {message}")
+
+
+async def read_each(
+    receive: Callable[[], Awaitable[object]], events: int, batch: int, pacer: Pacer
+) -> None:
+    """Await ``events`` events one by one, arriving at ``pacer`` after each batch."""
+    for received in range(1, events + 1):
+        await receive()
+        if received % batch == 0 or received == events:
+            pacer.arrive()
+
+
+async def read_draining(
+    receive_ready: Callable[[], Awaitable[Collection[object]]],
+    events: int,
+    batch: int,
+    pacer: Pacer,
+) -> None:
+    """Like :func:`read_each`, but each wake-up takes everything already queued."""
+    received = 0
+    while received < events:
+        for _ in await receive_ready():
+            received += 1
+            if received % batch == 0 or received == events:
+                pacer.arrive()
+
+
+async def take_ready(
+    receive: Callable[[], Awaitable[T]], receive_nowait: Callable[[], T], empty: type[Exception]
+) -> list[T]:
+    """Await one item, then take every item already queued without waiting."""
+    ready = [await receive()]
+    with suppress(empty):
+        while True:
+            ready.append(receive_nowait())
+    return ready
 
 
 def start_tracing() -> int:
@@ -138,7 +192,7 @@ def stop_tracing(baseline: int) -> int:
 
 
 def trio_config(
-    subscribers: int, *, queue_size: int = 1000, queue_bytes: int = 4 * MiB
+    subscribers: int, *, queue_size: int = QUEUE_SIZE, queue_bytes: int = 4 * MiB
 ) -> trio_sse.BroadcasterConfig:
     return trio_sse.BroadcasterConfig(
         max_subscribers_per_session=max(1000, 2 * subscribers),
@@ -153,10 +207,8 @@ async def trio_reader(
 ) -> None:
     async with broadcaster.subscribe(SESSION) as subscription:
         pacer.arrive()
-        for received in range(1, events + 1):
-            await subscription.receive()  # raises EndOfChannel if we were disconnected
-            if received % batch == 0 or received == events:
-                pacer.arrive()
+        # receive() raises EndOfChannel if we were disconnected
+        await read_each(subscription.receive, events, batch, pacer)
 
 
 async def trio_draining_reader(
@@ -165,39 +217,44 @@ async def trio_draining_reader(
     """Like :func:`trio_reader`, but takes everything already queued each time it wakes."""
     async with broadcaster.subscribe(SESSION) as subscription:
         pacer.arrive()
-        received = 0
-        while received < events:
-            for _ in await subscription.receive_batch():
-                received += 1
-                if received % batch == 0 or received == events:
-                    pacer.arrive()
+        await read_draining(subscription.receive_batch, events, batch, pacer)
 
 
 TrioReader = Callable[[trio_sse.Broadcaster, int, int, Pacer], Awaitable[None]]
+PacedReader = Callable[[int, int, Pacer], Awaitable[None]]
+"""A trio reader bound to its implementation: events, batch, pacer."""
 
 
 async def trio_publisher(
-    broadcaster: trio_sse.Broadcaster, events: int, batch: int, pacer: Pacer, readers: int
+    publish: Publish, events: int, batch: int, pacer: Pacer, readers: int
 ) -> float:
     start = time.perf_counter()
     for size in batches(events, batch):
         pacer.arm(readers)
         for _ in range(size):
-            await broadcaster.publish(SESSION, EVENT_TYPE, DATA)
+            await publish()
         await pacer.wait()
     return time.perf_counter() - start
 
 
-async def trio_throughput(subscribers: int, events: int, reader: TrioReader) -> float:
+async def trio_paced_run(
+    subscribers: int, events: int, reader: PacedReader, publish: Publish
+) -> float:
+    """Start one ``reader`` task per subscriber, then publish paced; seconds taken."""
     pacer = Pacer(trio.Event)
+    async with trio.open_nursery() as nursery:
+        pacer.arm(subscribers)
+        for _ in range(subscribers):
+            nursery.start_soon(reader, events, BATCH, pacer)
+        await pacer.wait()
+        gc.collect()
+        return await trio_publisher(publish, events, BATCH, pacer, subscribers)
+
+
+async def trio_throughput(subscribers: int, events: int, reader: TrioReader) -> float:
     async with trio_sse.open_broadcaster(trio_config(subscribers)) as broadcaster:
-        async with trio.open_nursery() as nursery:
-            pacer.arm(subscribers)
-            for _ in range(subscribers):
-                nursery.start_soon(reader, broadcaster, events, BATCH, pacer)
-            await pacer.wait()
-            gc.collect()
-            elapsed = await trio_publisher(broadcaster, events, BATCH, pacer, subscribers)
+        publish = partial(broadcaster.publish, SESSION, EVENT_TYPE, DATA)
+        elapsed = await trio_paced_run(subscribers, events, partial(reader, broadcaster), publish)
         metrics = broadcaster.statistics().metrics
         expect(metrics is not None and metrics.events_delivered == events * subscribers, "count")
     return events * subscribers / elapsed
@@ -238,13 +295,14 @@ async def trio_idle_reader(broadcaster: trio_sse.Broadcaster, pacer: Pacer) -> N
         await subscription.receive()
 
 
-async def trio_idle_tasks(broadcaster: trio_sse.Broadcaster, count: int) -> int:
+async def trio_idle_tasks(reader: Callable[[Pacer], Awaitable[None]], count: int) -> int:
+    """Bytes held by ``count`` tasks blocked in ``reader`` (trio-sse and bare trio)."""
     pacer = Pacer(trio.Event)
     async with trio.open_nursery() as nursery:
         baseline = start_tracing()
         pacer.arm(count)
         for _ in range(count):
-            nursery.start_soon(trio_idle_reader, broadcaster, pacer)
+            nursery.start_soon(reader, pacer)
         await pacer.wait()
         await trio.testing.wait_all_tasks_blocked()
         held = stop_tracing(baseline)
@@ -257,8 +315,99 @@ async def trio_idle_bytes(count: int, with_tasks: bool) -> float:
         trio_sse.open_broadcaster(trio_config(count)) as broadcaster,
         broadcaster.subscribe(SESSION),  # warm-up: the session exists before the baseline
     ):
-        measure = trio_idle_tasks if with_tasks else trio_idle_subscriptions
-        return await measure(broadcaster, count) / count
+        if with_tasks:
+            return await trio_idle_tasks(partial(trio_idle_reader, broadcaster), count) / count
+        return await trio_idle_subscriptions(broadcaster, count) / count
+
+
+# -- bare trio ------------------------------------------------------------------------------
+
+
+class BareFanout:
+    """Trio's floor: one memory channel per subscriber, no broadcaster logic."""
+
+    def __init__(self, max_buffer: int) -> None:
+        self.max_buffer = max_buffer
+        self.senders: list[trio.MemorySendChannel[bytes]] = []
+        self.receivers: list[trio.MemoryReceiveChannel[bytes]] = []
+        self._seq = 0
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[bytes]:
+        sender, receiver = trio.open_memory_channel[bytes](self.max_buffer)
+        self.senders.append(sender)
+        self.receivers.append(receiver)
+        return receiver
+
+    async def publish(self, type: str, data: str) -> None:
+        self._seq += 1
+        event_bytes = sse_bytes(self._seq, type, data)
+        for sender in self.senders:
+            sender.send_nowait(event_bytes)
+        # trio-sse's publish is a full checkpoint (it may switch tasks, and it raises if
+        # cancelled); one per publish here keeps the comparison fair.
+        await trio.lowlevel.checkpoint()
+
+    def queued(self) -> int:
+        return sum(sender.statistics().current_buffer_used for sender in self.senders)
+
+
+async def bare_reader(fanout: BareFanout, events: int, batch: int, pacer: Pacer) -> None:
+    receiver = fanout.subscribe()
+    pacer.arrive()
+    await read_each(receiver.receive, events, batch, pacer)
+
+
+async def bare_draining_reader(fanout: BareFanout, events: int, batch: int, pacer: Pacer) -> None:
+    """Like :func:`bare_reader`, but takes everything already queued each time it wakes."""
+    receiver = fanout.subscribe()
+    pacer.arrive()
+    ready = partial(take_ready, receiver.receive, receiver.receive_nowait, trio.WouldBlock)
+    await read_draining(ready, events, batch, pacer)
+
+
+BareReader = Callable[[BareFanout, int, int, Pacer], Awaitable[None]]
+
+
+async def bare_throughput(subscribers: int, events: int, reader: BareReader) -> float:
+    fanout = BareFanout(QUEUE_SIZE)
+    publish = partial(fanout.publish, EVENT_TYPE, DATA)
+    elapsed = await trio_paced_run(subscribers, events, partial(reader, fanout), publish)
+    expect(fanout.queued() == 0, "channels drained")
+    return events * subscribers / elapsed
+
+
+async def bare_publish_cost(subscribers: int, publishes: int) -> float:
+    fanout = BareFanout(publishes)
+    for _ in range(subscribers):
+        fanout.subscribe()
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(publishes):
+        await fanout.publish(EVENT_TYPE, DATA)
+    elapsed = time.perf_counter() - start
+    expect(fanout.queued() == publishes * subscribers, "queued")
+    return elapsed * 1e9 / (publishes * subscribers)
+
+
+async def bare_idle_reader(fanout: BareFanout, pacer: Pacer) -> None:
+    receiver = fanout.subscribe()
+    pacer.arrive()
+    await receiver.receive()
+
+
+def bare_idle_channels(fanout: BareFanout, count: int) -> int:
+    baseline = start_tracing()
+    for _ in range(count):
+        fanout.subscribe()
+    return stop_tracing(baseline)
+
+
+async def bare_idle_bytes(count: int, with_tasks: bool) -> float:
+    fanout = BareFanout(QUEUE_SIZE)
+    fanout.subscribe()  # warm-up, as for trio-sse
+    if with_tasks:
+        return await trio_idle_tasks(partial(bare_idle_reader, fanout), count) / count
+    return bare_idle_channels(fanout, count) / count
 
 
 # -- naive asyncio --------------------------------------------------------------------------
@@ -278,17 +427,14 @@ class NaiveFanout:
 
     def publish(self, type: str, data: str) -> None:
         self._seq += 1
-        event_bytes = f"event: {type}\nid: {self._seq}\ndata: {data}\n\n".encode()
+        event_bytes = sse_bytes(self._seq, type, data)
         for queue in self.queues:
             queue.put_nowait(event_bytes)
 
 
 async def naive_reader(queue: asyncio.Queue[bytes], events: int, batch: int, pacer: Pacer) -> None:
     pacer.arrive()
-    for received in range(1, events + 1):
-        await queue.get()
-        if received % batch == 0 or received == events:
-            pacer.arrive()
+    await read_each(queue.get, events, batch, pacer)
 
 
 async def naive_draining_reader(
@@ -296,16 +442,8 @@ async def naive_draining_reader(
 ) -> None:
     """Like :func:`naive_reader`, but takes everything already queued each time it wakes."""
     pacer.arrive()
-    received = 0
-    while received < events:
-        ready = [await queue.get()]
-        with suppress(asyncio.QueueEmpty):
-            while True:
-                ready.append(queue.get_nowait())
-        for _ in ready:
-            received += 1
-            if received % batch == 0 or received == events:
-                pacer.arrive()
+    ready = partial(take_ready, queue.get, queue.get_nowait, asyncio.QueueEmpty)
+    await read_draining(ready, events, batch, pacer)
 
 
 NaiveReader = Callable[[asyncio.Queue[bytes], int, int, Pacer], Coroutine[object, None, None]]
@@ -382,24 +520,26 @@ async def naive_idle_bytes(count: int, with_tasks: bool) -> float:
 
 @dataclass
 class Row:
-    """One figure for one subscriber count: every repetition of both implementations."""
+    """One figure for one subscriber count: every repetition of every implementation."""
 
     figure: str
     unit: str
     subscribers: int
     params: dict[str, int]
-    trio_sse: list[float] = field(default_factory=list)
-    naive_asyncio: list[float] = field(default_factory=list)
+    runs: dict[str, list[float]] = field(default_factory=lambda: {key: [] for key in COLUMNS})
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.runs[key])
 
 
 Measure = Callable[[], float]
 
 
-def measure(row: Row, trio_run: Measure, naive_run: Measure, repetitions: int) -> Row:
-    """Run both implementations alternately, ``repetitions`` times each."""
+def measure(row: Row, runs: dict[str, Measure], repetitions: int) -> Row:
+    """Run the implementations (keyed as in ``COLUMNS``) in turn, ``repetitions`` times each."""
     for _ in range(repetitions):
-        row.trio_sse.append(trio_run())
-        row.naive_asyncio.append(naive_run())
+        for key in COLUMNS:
+            row.runs[key].append(runs[key]())
     print(f"  {row.figure:<34} {row.subscribers:>6} subscribers done", file=sys.stderr)
     return row
 
@@ -409,36 +549,37 @@ def throughput_row(plan: Plan, subscribers: int, drain: bool) -> Row:
     figure = "deliveries/s (drain when woken)" if drain else "deliveries/s (await each event)"
     row = Row(figure, "deliveries/s", subscribers, {"events": n, "batch": BATCH})
     trio_reader_fn = trio_draining_reader if drain else trio_reader
+    bare_reader_fn = bare_draining_reader if drain else bare_reader
     naive_reader_fn = naive_draining_reader if drain else naive_reader
-    return measure(
-        row,
-        lambda: trio.run(trio_throughput, subscribers, n, trio_reader_fn),
-        lambda: asyncio.run(naive_throughput(subscribers, n, naive_reader_fn)),
-        plan.repetitions,
-    )
+    runs: dict[str, Measure] = {
+        "trio_sse": lambda: trio.run(trio_throughput, subscribers, n, trio_reader_fn),
+        "bare_trio": lambda: trio.run(bare_throughput, subscribers, n, bare_reader_fn),
+        "naive_asyncio": lambda: asyncio.run(naive_throughput(subscribers, n, naive_reader_fn)),
+    }
+    return measure(row, runs, plan.repetitions)
 
 
 def publish_cost_row(plan: Plan, subscribers: int) -> Row:
     n = plan.publishes[subscribers]
     row = Row("publish ns/subscriber", "ns", subscribers, {"publishes": n})
-    return measure(
-        row,
-        lambda: trio.run(trio_publish_cost, subscribers, n),
-        lambda: asyncio.run(naive_publish_cost(subscribers, n)),
-        plan.repetitions,
-    )
+    runs: dict[str, Measure] = {
+        "trio_sse": lambda: trio.run(trio_publish_cost, subscribers, n),
+        "bare_trio": lambda: trio.run(bare_publish_cost, subscribers, n),
+        "naive_asyncio": lambda: asyncio.run(naive_publish_cost(subscribers, n)),
+    }
+    return measure(row, runs, plan.repetitions)
 
 
 def idle_bytes_row(plan: Plan, with_tasks: bool) -> Row:
     k = plan.idle_subscribers
     figure = "idle bytes/sub: + waiting task" if with_tasks else "idle bytes/sub: subscription only"
     row = Row(figure, "bytes", k, {})
-    return measure(
-        row,
-        lambda: trio.run(trio_idle_bytes, k, with_tasks),
-        lambda: asyncio.run(naive_idle_bytes(k, with_tasks)),
-        plan.repetitions,
-    )
+    runs: dict[str, Measure] = {
+        "trio_sse": lambda: trio.run(trio_idle_bytes, k, with_tasks),
+        "bare_trio": lambda: trio.run(bare_idle_bytes, k, with_tasks),
+        "naive_asyncio": lambda: asyncio.run(naive_idle_bytes(k, with_tasks)),
+    }
+    return measure(row, runs, plan.repetitions)
 
 
 async def trio_stats_cost(sessions: int, calls: int = 2000) -> float:
@@ -475,12 +616,12 @@ def fmt(value: float, unit: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'figure':<34} {'subscribers':>11} {'trio-sse':>14} {'naive asyncio':>14}"]
+    headings = "".join(f" {heading:>14}" for heading in COLUMNS.values())
+    lines = [f"{'figure':<34} {'subscribers':>11}{headings}"]
     lines.append("-" * len(lines[0]))
     for row in rows:
-        trio_value = fmt(statistics.median(row.trio_sse), row.unit)
-        naive_value = fmt(statistics.median(row.naive_asyncio), row.unit)
-        lines.append(f"{row.figure:<34} {row.subscribers:>11,} {trio_value:>14} {naive_value:>14}")
+        values = "".join(f" {fmt(row.median(key), row.unit):>14}" for key in COLUMNS)
+        lines.append(f"{row.figure:<34} {row.subscribers:>11,}{values}")
     return "\n".join(lines)
 
 
@@ -507,11 +648,7 @@ def report(
                 "unit": row.unit,
                 "subscribers": row.subscribers,
                 "params": row.params,
-                "trio_sse": {"median": statistics.median(row.trio_sse), "runs": row.trio_sse},
-                "naive_asyncio": {
-                    "median": statistics.median(row.naive_asyncio),
-                    "runs": row.naive_asyncio,
-                },
+                **{key: {"median": row.median(key), "runs": row.runs[key]} for key in COLUMNS},
             }
             for row in rows
         ],

@@ -501,3 +501,18 @@ async def test_a_cursor_that_is_not_valid_unicode_gets_a_reset(
         async with b.subscribe("s", last_event_id="\udc80-1") as sub:
             reset = await sub.receive()
         assert reset.data["lastEventId"] == "\\udc80-1"
+
+
+async def test_a_subscription_cursor_resumes_without_loss_before_and_after_reads(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config()) as b:
+        await b.publish("s", "t", 0)
+        async with b.subscribe("s") as live:
+            start = live.last_event_id
+        after_start = await b.publish("s", "t", 1)
+        async with b.subscribe("s", last_event_id=start) as resumed:
+            assert await resumed.receive() == after_start
+            assert resumed.last_event_id == after_start.id
+        async with b.subscribe("s", last_event_id=after_start.id) as exact:
+            assert exact.last_event_id == after_start.id

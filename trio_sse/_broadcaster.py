@@ -182,8 +182,11 @@ class Broadcaster:
         def on_close(subscription: Subscription) -> None:
             self._sessions.detach(session, subscription, trio.current_time())
 
+        history = session.history
+        exact = last_event_id is not None and replay.reset_reason is None
+        cursor = last_event_id if exact else history.id_for(history.last_seq)
         subscription = Subscription(
-            session_id, replay.events, self.config, self._counters, on_close, now
+            session_id, replay.events, self.config, self._counters, on_close, now, cursor
         )
         self._sessions.attach(session, subscription)
         return subscription
@@ -322,8 +325,12 @@ class Broadcaster:
         if self._closed:
             raise trio.ClosedResourceError("the broadcaster is closed")
 
-    def _close(self) -> None:
-        """Close every subscription and forget every session. Idempotent; never blocks."""
+    def close(self) -> None:
+        """End every subscription (``CloseReason.SHUTDOWN``) and refuse further work.
+
+        A server calls it to start a graceful drain; ``open_broadcaster`` calls it on exit.
+        Idempotent; never blocks.
+        """
         self._closed = True
         for session in self._sessions:
             self._remove_session(session, CloseReason.SHUTDOWN)
@@ -369,7 +376,7 @@ async def open_broadcaster(
         except BaseException as exc:  # re-raised below, outside the nursery, unwrapped
             body_error = exc
         finally:
-            broadcaster._close()
+            broadcaster.close()
             nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error

@@ -136,7 +136,7 @@ class BroadcasterConfig:
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = _parse_text(ENV_PREFIX + f.name.upper(), f.type, raw)
+                values[f.name] = parse_text(ENV_PREFIX + f.name.upper(), f.type, raw)
         return cls(**values)
 
     def held_bytes_bound(
@@ -193,7 +193,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _parse_text(name: str, annotation: object, raw: str) -> object:
+def parse_text(name: str, annotation: object, raw: str) -> object:
     """Parse a setting given as text (an environment variable)."""
     kind = str(annotation)
     text = raw.strip()

@@ -89,6 +89,10 @@ class History:
     def __len__(self) -> int:
         return len(self._events)
 
+    def id_for(self, seq: int) -> str:
+        """The id of sequence number ``seq`` in this history."""
+        return f"{self.epoch}-{seq}"
+
     def next_id(self) -> str:
         """The id the next reserved sequence number will have."""
         return f"{self.epoch}-{self.reserved + 1}"

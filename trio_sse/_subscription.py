@@ -74,6 +74,11 @@ class Subscription:
 
     Iterate it (``async for event in subscription``) or call :meth:`receive`. Iteration ends
     when the subscription is closed by the broadcaster; :attr:`close_reason` says why.
+
+    Attributes:
+        last_event_id: The cursor to resume from: the id of the last event read or, before any
+            read, where this subscription started (the session's newest id, or the cursor it
+            resumed after exactly). A poll returns it as the next cursor.
     """
 
     def __init__(
@@ -84,10 +89,12 @@ class Subscription:
         counters: Counters,
         on_close: Callable[[Subscription], None],
         now: float,
+        cursor: str | None = None,
     ) -> None:
         self.session_id = session_id
         self.close_reason: CloseReason | None = None
-        self.last_event_id: str | None = None
+        # Resuming after this id later loses nothing this subscription has not delivered.
+        self.last_event_id: str | None = cursor
         self._send, self._receive = trio.open_memory_channel[SSEEvent | _Gap](config.max_queue_size)
         self._max_queue_bytes = config.max_queue_bytes
         self._drop_policy = config.slow_consumer_policy == "drop"
