@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from trio_sse._cli import main
+from trio_sse import ConfigError
+from trio_sse._cli import _parser, load_settings, main
 
 
 def test_the_demo_subscribes_publishes_resumes_and_prints_stats(
@@ -37,7 +43,7 @@ def test_a_bad_config_file_is_reported_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text("max_queue_size = 0\n")
+    path.write_text("[broadcaster]\nmax_queue_size = 0\n")
     assert main(["demo", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "max_queue_size" in err
@@ -57,3 +63,125 @@ def test_bad_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
         main(["demo", "--events", "x"])
     assert exit_info.value.code == 2
     assert main(["demo", "--events", "0"]) == 2
+
+
+def test_settings_come_from_defaults_file_environment_and_flags_in_that_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "trio-sse.toml"
+    path.write_text(
+        "[broadcaster]\nmax_queue_size = 10\nmax_sessions = 20\n\n"
+        '[server]\nport = 9000\nheartbeat_interval = 3\ncors_origins = ["https://a.example"]\n'
+    )
+    args = _parser().parse_args(
+        ["serve", "--config", str(path), "--max-sessions", "30", "--heartbeat-interval", "4"]
+    )
+    environ = {
+        "TRIO_SSE_MAX_QUEUE_SIZE": "11",
+        "TRIO_SSE_PORT": "9001",
+        "TRIO_SSE_MAX_SESSIONS": "25",
+    }
+    config, settings = load_settings(args, environ)
+    assert (config.max_queue_size, config.max_sessions) == (11, 30)
+    assert (settings.port, settings.heartbeat_interval) == (9001, 4.0)
+    assert settings.cors_origins == ("https://a.example",)
+    assert settings.auth_publish
+
+
+def test_no_auth_turns_authorisation_off() -> None:
+    args = _parser().parse_args(["serve", "--no-auth"])
+    _, settings = load_settings(args, {})
+    assert not settings.auth_publish
+    assert not settings.auth_subscribe
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--max-queue-size", "lots"], ["--port", "70000"], ["--heartbeat-interval", "-1"]],
+)
+def test_bad_serve_flags_are_clear_errors(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _parser().parse_args(["serve", *flags])
+    with pytest.raises(ConfigError):
+        load_settings(args, {})
+
+
+def test_every_setting_has_a_flag_with_its_description() -> None:
+    help_text = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    assert "--max-subscriber-idle-time" in help_text
+    assert "--jwt-key" in help_text
+    assert "Events queued per subscriber" in help_text
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    """``trio-sse serve`` in a subprocess on 127.0.0.1, port 0; yields its URL and token."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_sse", "serve", "--port", "0", "--heartbeat-interval", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url, token = _read_banner(process)
+        yield url, token, process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def _read_banner(process: subprocess.Popen[str]) -> tuple[str, str]:
+    assert process.stdout is not None
+    token = url = ""
+    deadline = time.monotonic() + 20
+    while not url and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if "publish token" in line:
+            token = line.split()[-1]
+        if "serving on" in line:
+            url = line.split()[3]
+    assert url and token, "the server did not start"
+    return url, token
+
+
+def test_serve_publish_listen_and_stats_work_together(
+    served: tuple[str, str, subprocess.Popen[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, token, process = served
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "trio_sse", "listen", "demo", "--url", url, "--max-events", "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_subscribers(url, 1)
+    assert main(["publish", "--url", url, "--token", token, "demo", "greeting", '"hello"']) == 0
+    assert main(["publish", "--url", url, "--token", token, "demo", "n", '{"n": 2}']) == 0
+    out, _ = listener.communicate(timeout=20)
+    assert [line.split("\t")[1:] for line in out.splitlines()] == [
+        ["greeting", "hello"],
+        ["n", '{"n":2}'],
+    ]
+    capsys.readouterr()
+    assert main(["stats", "--url", url]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["eventsPublished"] == 2
+    assert main(["publish", "--url", url, "demo", "t", "x"]) == 1  # no token
+    assert "401" in capsys.readouterr().err
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+
+
+def test_client_commands_report_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--url", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def _wait_for_subscribers(url: str, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/stats").json()["totalSubscribers"] >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the listener never subscribed")

@@ -8,8 +8,15 @@ Layers, low to high (a module imports only from the layers above it in this list
 - ``trio_sse.backends``: the transport interface between ``publish`` and delivery, and the
   in-memory default (it knows only the protocol layer).
 - the broadcaster: fan-out and supervised cleanup (``open_broadcaster``), using a backend.
+- HTTP: the Quart-Trio app (``create_app``), its lean stream endpoint, and ``serve`` on
+  Hypercorn's trio worker; then the command line (``trio-sse``).
 """
 
+from ._app import SSEApp as SSEApp
+from ._app import create_app as create_app
+from ._auth import AuthError as AuthError
+from ._auth import Authorizer as Authorizer
+from ._auth import make_token as make_token
 from ._broadcaster import Broadcaster as Broadcaster
 from ._broadcaster import open_broadcaster as open_broadcaster
 from ._config import BroadcasterConfig as BroadcasterConfig
@@ -27,6 +34,9 @@ from ._memory import MemoryLevel as MemoryLevel
 from ._protocol import EventStreamParser as EventStreamParser
 from ._protocol import MessageEvent as MessageEvent
 from ._protocol import SSEEvent as SSEEvent
+from ._serve import RunningServer as RunningServer
+from ._serve import serve as serve
+from ._settings import ServerSettings as ServerSettings
 from ._stats import BroadcasterStatistics as BroadcasterStatistics
 from ._stats import CleanupReport as CleanupReport
 from ._stats import MetricsSnapshot as MetricsSnapshot
@@ -37,6 +47,8 @@ from ._subscription import SubscriptionStatistics as SubscriptionStatistics
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AuthError",
+    "Authorizer",
     "Broadcaster",
     "BroadcasterConfig",
     "BroadcasterStatistics",
@@ -52,12 +64,18 @@ __all__ = [
     "MessageEvent",
     "MetricsSnapshot",
     "ProtocolError",
+    "RunningServer",
+    "SSEApp",
     "SSEEvent",
+    "ServerSettings",
     "SessionLimitError",
     "SlowConsumerPolicy",
     "SubscriberLimitError",
     "Subscription",
     "SubscriptionStatistics",
     "TrioSSEError",
+    "create_app",
+    "make_token",
     "open_broadcaster",
+    "serve",
 ]

@@ -1,45 +1,211 @@
-"""Command-line entry point: argument parsing only; the work lives in the modules below."""
+"""Command-line entry point: argument parsing only; the work lives in ``_commands.py``.
+
+Settings come, each layer overriding the one before, from the defaults, the ``--config`` TOML
+file (tables ``[broadcaster]`` and ``[server]``), ``TRIO_SSE_*`` environment variables, and
+flags (one per setting: ``--max-queue-size``, ``--heartbeat-interval``...).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+import os
 import sys
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from ._config import BroadcasterConfig
+import trio
+
+from ._config import BroadcasterConfig, parse_text
 from ._exceptions import ConfigError
+from ._settings import ServerSettings
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+_SETTING_TYPES = (BroadcasterConfig, ServerSettings)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trio-sse",
-        description="Server-Sent Events on Trio: bounded broadcaster, provable cleanup.",
+        description="Server-Sent Events hub on Trio: bounded broadcaster, provable cleanup.",
+        epilog="Run 'trio-sse COMMAND --help' for the options of each command.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(commands)
+    _client_parsers(commands)
     demo = commands.add_parser(
-        "demo", help="start a broadcaster, subscribe, publish, resume from an id, print stats"
+        "demo", help="in-process demo: subscribe, publish, resume from an id, print stats"
     )
-    demo.add_argument(
-        "--config", metavar="FILE", help="TOML file of broadcaster settings (see docs)"
-    )
+    demo.add_argument("--config", metavar="FILE", help="TOML settings file")
     demo.add_argument("--events", type=int, default=5, help="events to publish (default 5)")
     return parser
+
+
+def _serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the SSE hub over HTTP",
+        description="Run the SSE hub. Without --jwt-key (or TRIO_SSE_JWT_KEY) a key is "
+        "generated and a ready publish token printed; --no-auth turns authorisation off.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML file: [broadcaster] and [server]")
+    serve.add_argument("--no-auth", action="store_true", help="no authorisation (local use)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    for kind in _SETTING_TYPES:
+        group = serve.add_argument_group(f"{kind.__name__} settings (also TRIO_SSE_<NAME>)")
+        described = _attribute_docs(kind.__doc__ or "")
+        for field in dataclasses.fields(kind):
+            flag = "--" + field.name.replace("_", "-")
+            help_text = f"{described.get(field.name, '')} ({field.type}, default {field.default!r})"
+            group.add_argument(flag, dest=f"set_{field.name}", metavar="VALUE", help=help_text)
+
+
+def _attribute_docs(docstring: str) -> dict[str, str]:
+    """``name: text`` entries of a Google-style ``Attributes:`` section, joined per entry."""
+    entries: dict[str, str] = {}
+    lines = docstring.split("Attributes:", 1)[-1].splitlines()
+    name = None
+    for line in lines:
+        text = line.strip()
+        head, colon, rest = text.partition(":")
+        if (
+            colon
+            and head.isidentifier()
+            and line.startswith(" " * 8)
+            and not line.startswith(" " * 12)
+        ):
+            name = head
+            entries[name] = rest.strip()
+        elif name and text:
+            entries[name] += " " + text
+    return {key: value.replace("%", "%%") for key, value in entries.items()}
+
+
+def _client_parsers(commands: Any) -> None:
+    url_help = f"server URL (default $TRIO_SSE_URL or {DEFAULT_URL})"
+    publish = commands.add_parser("publish", help="publish one event over HTTP")
+    publish.add_argument("session")
+    publish.add_argument("type")
+    publish.add_argument("data", help="JSON if it parses as JSON, else text")
+    publish.add_argument("--ttl", type=float, help="seconds the event stays in history")
+    listen = commands.add_parser("listen", help="print a session's events, resuming on reconnect")
+    listen.add_argument("session")
+    listen.add_argument("--last-event-id", help="resume after this id")
+    listen.add_argument("--max-events", type=int, help="stop after this many events")
+    stats = commands.add_parser("stats", help="print the server's statistics")
+    for command in (publish, listen, stats):
+        command.add_argument(
+            "--url", default=os.environ.get("TRIO_SSE_URL", DEFAULT_URL), help=url_help
+        )
+    for command in (publish, listen):
+        command.add_argument(
+            "--token",
+            default=os.environ.get("TRIO_SSE_TOKEN"),
+            help="bearer token ($TRIO_SSE_TOKEN)",
+        )
+
+
+def load_settings(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[BroadcasterConfig, ServerSettings]:
+    """Defaults < ``--config`` file < environment < flags."""
+    tables: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        try:
+            tables = tomllib.loads(Path(args.config).read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {args.config!r}: {exc}") from None
+        unknown = sorted(set(tables) - {"broadcaster", "server"})
+        if unknown:
+            raise ConfigError(f"unknown table(s) in {args.config!r}: {', '.join(unknown)}")
+    config = BroadcasterConfig.from_env(environ, base=_from_table(BroadcasterConfig, tables))
+    settings = ServerSettings.from_env(environ, base=_from_table(ServerSettings, tables))
+    config = dataclasses.replace(config, **_flags(args, BroadcasterConfig))
+    settings = dataclasses.replace(settings, **_flags(args, ServerSettings))
+    if getattr(args, "no_auth", False):
+        settings = dataclasses.replace(settings, auth_publish=False, auth_subscribe=False)
+    return config, settings
+
+
+def _from_table(kind: Any, tables: Mapping[str, Any]) -> Any:
+    name = "broadcaster" if kind is BroadcasterConfig else "server"
+    table = tables.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return kind.from_mapping(table)
+
+
+def _flags(args: argparse.Namespace, kind: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(kind):
+        raw = getattr(args, f"set_{field.name}", None)
+        if raw is None:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "cors_origins":
+            values[field.name] = tuple(o.strip() for o in raw.split(",") if o.strip())
+        elif field.type in ("str", "str | None"):
+            values[field.name] = raw
+        else:
+            values[field.name] = parse_text(flag, field.type, raw)
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     args = _parser().parse_args(argv)
+    from ._commands import CommandError
+
     try:
-        base = BroadcasterConfig.from_toml(args.config) if args.config else None
-        config = BroadcasterConfig.from_env(base=base)
+        return _run(args)
     except ConfigError as exc:
         print(f"trio-sse: {exc}", file=sys.stderr)
         return 2
-    if args.command == "demo":
-        from ._demo import main as demo_main
+    except CommandError as exc:
+        print(f"trio-sse: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
-        if args.events < 1:
-            print("trio-sse: --events must be at least 1", file=sys.stderr)
-            return 2
-        demo_main(config, events=args.events)
+
+def _run(args: argparse.Namespace) -> int:
+    from . import _commands
+
+    if args.command == "serve":
+        config, settings = load_settings(args, os.environ)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+        _commands.run_server(config, settings, sys.stdout)
+    elif args.command == "publish":
+        print(_commands.publish(args.url, args.token, args.session, args.type, args.data, args.ttl))
+    elif args.command == "listen":
+        trio.run(
+            lambda: _commands.listen(
+                args.url,
+                args.session,
+                token=args.token,
+                last_event_id=args.last_event_id,
+                out=sys.stdout,
+                max_events=args.max_events,
+            )
+        )
+    elif args.command == "stats":
+        import json
+
+        print(json.dumps(_commands.stats(args.url), indent=2))
+    elif args.command == "demo":
+        return _demo(args)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import main as demo_main
+
+    if args.events < 1:
+        print("trio-sse: --events must be at least 1", file=sys.stderr)
+        return 2
+    config, _ = load_settings(args, os.environ)
+    demo_main(config, events=args.events)
     return 0
