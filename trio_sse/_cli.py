@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from ._config import BroadcasterConfig, parse_text
+from ._config import BroadcasterConfig
 from ._exceptions import ConfigError
 from ._settings import ServerSettings
 
@@ -142,15 +142,9 @@ def _flags(args: argparse.Namespace, kind: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field in dataclasses.fields(kind):
         raw = getattr(args, f"set_{field.name}", None)
-        if raw is None:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "cors_origins":
-            values[field.name] = tuple(o.strip() for o in raw.split(",") if o.strip())
-        elif field.type in ("str", "str | None"):
-            values[field.name] = raw
-        else:
-            values[field.name] = parse_text(flag, field.type, raw)
+        if raw is not None:
+            flag = "--" + field.name.replace("_", "-")
+            values[field.name] = kind.from_text(flag, field.name, raw)
     return values
 
 

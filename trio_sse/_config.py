@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 from ._exceptions import ConfigError
 
@@ -24,8 +24,67 @@ ENV_PREFIX = "TRIO_SSE_"
 _KiB = 1024
 
 
+class Loadable:
+    """Loading for frozen settings dataclasses: from a mapping and from the environment.
+
+    A subclass refines :meth:`from_text` for settings whose text form is special.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """Build from a mapping of setting names to values; unknown names are errors.
+
+        The string ``"none"`` sets an optional setting to None (TOML has no null), and a list
+        sets a tuple setting.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        converted = dict(values)
+        for name, value in values.items():
+            kind = str(fields[name].type)
+            if "None" in kind and isinstance(value, str) and value.lower() == "none":
+                converted[name] = None
+            elif kind.startswith("tuple") and isinstance(value, list):
+                converted[name] = tuple(value)
+        return cls(**converted)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, base: Self | None = None
+    ) -> Self:
+        """Override ``base`` (default settings if None) with ``TRIO_SSE_<SETTING>`` variables.
+
+        Values are parsed by the setting's type: ints (``_`` allowed), floats, booleans
+        (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``), ``none``, ``null``
+        or an empty value for optional settings, comma-separated lists for tuples. Variables
+        with the prefix that name no setting are left alone (other layers use them).
+        """
+        environ = os.environ if environ is None else environ
+        base = cls() if base is None else base
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for name in values:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = cls.from_text(ENV_PREFIX + name.upper(), name, raw)
+        return cls(**values)
+
+    @classmethod
+    def from_text(cls, source: str, name: str, raw: str) -> object:
+        """The value of setting ``name`` given as text by ``source`` (a variable or a flag)."""
+        kind = str(next(f.type for f in dataclasses.fields(cls) if f.name == name))  # type: ignore[arg-type]
+        if kind.startswith("tuple"):
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+        if kind in ("str", "str | None") and raw.strip().lower() not in ("none", "null", ""):
+            return raw
+        return parse_text(source, kind, raw)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcasterConfig:
+class BroadcasterConfig(Loadable):
     """Bounds and timings of a broadcaster. All durations are seconds of ``trio.current_time()``.
 
     Attributes:
@@ -85,15 +144,6 @@ class BroadcasterConfig:
             raise ConfigError("max_event_bytes must not exceed max_queue_bytes")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> BroadcasterConfig:
-        """Build a config from a mapping of setting names to values; unknown names are errors."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        return cls(**values)
-
-    @classmethod
     def from_toml(
         cls, path: str | os.PathLike[str], *, table: str | None = None
     ) -> BroadcasterConfig:
@@ -111,33 +161,7 @@ class BroadcasterConfig:
             if not isinstance(section, dict):
                 raise ConfigError(f"{os.fspath(path)!r} has no [{table}] table")
             document = section
-        optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
-        for name in optional & set(document):
-            if isinstance(document[name], str) and document[name].lower() == "none":
-                document[name] = None
         return cls.from_mapping(document)
-
-    @classmethod
-    def from_env(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        *,
-        base: BroadcasterConfig | None = None,
-    ) -> BroadcasterConfig:
-        """Override ``base`` (default settings if None) with ``TRIO_SSE_<SETTING>`` variables.
-
-        Values are parsed by the setting's type: ints (``_`` allowed), floats, booleans
-        (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``), and ``none``,
-        ``null`` or an empty value for optional settings. Variables with the prefix that name
-        no setting are left alone (other layers, such as the server, use them).
-        """
-        environ = os.environ if environ is None else environ
-        values = dataclasses.asdict(base or cls())
-        for f in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = parse_text(ENV_PREFIX + f.name.upper(), f.type, raw)
-        return cls(**values)
 
     def held_bytes_bound(
         self, *, sessions: int | None = None, subscribers: int | None = None

@@ -6,19 +6,15 @@ settings of the HTTP layer around it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ._config import ENV_PREFIX, parse_text
+from ._config import Loadable
 from ._exceptions import ConfigError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSettings:
+class ServerSettings(Loadable):
     """Settings of the HTTP server. Durations are seconds.
 
     Attributes:
@@ -30,6 +26,8 @@ class ServerSettings:
             (``TCP_USER_TIMEOUT``): a client that stopped reading is dropped within
             ``heartbeat_interval + send_timeout``.
         graceful_timeout: Shutdown waits at most this long for streams and requests to end.
+        keep_alive_timeout: An idle keep-alive connection (no request in progress) is closed
+            after this long.
         retry_ms: The reconnection time sent at the start of each stream.
         shutdown_retry_ms: Streams closed by a shutdown are told to come back after a random
             time between this and twice this, so clients don't reconnect all at once.
@@ -51,6 +49,7 @@ class ServerSettings:
     heartbeat_interval: float = 15.0
     send_timeout: float = 10.0
     graceful_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
     retry_ms: int = 3000
     shutdown_retry_ms: int = 2000
     max_connections: int = 10_000
@@ -66,7 +65,13 @@ class ServerSettings:
     cookie_name: str = "trio_sse_token"
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "send_timeout", "graceful_timeout", "max_poll_wait"):
+        for name in (
+            "heartbeat_interval",
+            "send_timeout",
+            "graceful_timeout",
+            "keep_alive_timeout",
+            "max_poll_wait",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
@@ -84,43 +89,6 @@ class ServerSettings:
             raise ConfigError("cors_origins must be a tuple of non-empty strings")
         if self.cors_allow_credentials and "*" in self.cors_origins:
             raise ConfigError("cors_allow_credentials cannot be used with the origin '*'")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ServerSettings:
-        """Settings from a mapping (e.g. the ``[server]`` table of a TOML file)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown server setting(s): {', '.join(unknown)}")
-        values = dict(values)
-        if isinstance(values.get("cors_origins"), list | str):
-            values["cors_origins"] = _origins(values["cors_origins"])
-        return cls(**values)
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, base: ServerSettings | None = None
-    ) -> ServerSettings:
-        """Override ``base`` with ``TRIO_SSE_<SETTING>`` variables (origins comma-separated)."""
-        environ = os.environ if environ is None else environ
-        values = {f.name: getattr(base or cls(), f.name) for f in dataclasses.fields(cls)}
-        for f in dataclasses.fields(cls):
-            name = ENV_PREFIX + f.name.upper()
-            raw = environ.get(name)
-            if raw is None:
-                continue
-            if f.name == "cors_origins":
-                values[f.name] = _origins(raw)
-            elif f.type in ("str", "str | None"):
-                values[f.name] = raw
-            else:
-                values[f.name] = parse_text(name, f.type, raw)
-        return cls(**values)
-
-
-def _origins(raw: str | list[str]) -> tuple[str, ...]:
-    items = raw.split(",") if isinstance(raw, str) else raw
-    return tuple(item.strip() for item in items if item.strip())
 
 
 def _check_int(name: str, value: object, *, minimum: int) -> None:
