@@ -12,8 +12,10 @@ from importlib import resources
 from typing import Any
 
 import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent
 from quart import Quart, Response, request
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException
 
 from ._auth import Action, Authorizer
@@ -55,14 +57,45 @@ def create_app(
     app = SSEApp("trio_sse", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    # Quart's default 60 s would cut a long poll; polls end by themselves within max_poll_wait.
+    app.config["RESPONSE_TIMEOUT"] = settings.max_poll_wait + 30
     app.sse = endpoint
     _routes(app, endpoint)
     return app
 
 
+class _HTTPConnection(TrioASGIHTTPConnection):
+    """Quart-Trio's request handling, with the message that ends a response shielded.
+
+    Works around a trap noted in ``STACK-NOTES.md`` (Quart-Trio on Hypercorn): without it,
+    no connection is closed after a normal response. Hypercorn finishes the exchange inside
+    the app's ``send`` of the last body message: it tells the app ``http.disconnect``, then
+    either restarts the connection's keep-alive idle timer or, for ``Connection: close`` and
+    HTTP/1.0, closes the socket. Quart-Trio's receive task wakes on that ``http.disconnect``
+    and cancels its nursery, so the rest of that ``send`` (still running in the handler
+    task) is cancelled at its next checkpoint: the idle timer is never started and the socket
+    is never closed. Idle connections then stay open until the client leaves, and a shutdown
+    waits the whole ``graceful_timeout`` for them. Shielding this one ``send`` lets Hypercorn
+    finish (it is bounded: Hypercorn already shields its socket writes); the cancel then ends
+    a handler that has nothing left to do. A client that leaves earlier still cancels the
+    handler, since that disconnect comes from Hypercorn's reader task.
+    """
+
+    async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        async def send_end_shielded(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await super().__call__(receive, send_end_shielded)
+
+
 class SSEApp(QuartTrio):
     """A Quart-Trio app whose event streams bypass the framework (see ``_stream.py``)."""
 
+    asgi_http_class = _HTTPConnection
     sse: StreamEndpoint
 
     async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:

@@ -108,7 +108,7 @@ def _hypercorn_config(settings: ServerSettings) -> HypercornConfig:
     config = HypercornConfig()
     config.graceful_timeout = settings.graceful_timeout
     config.read_timeout = None  # any value would cut streams: clients send nothing after GET
-    config.keep_alive_timeout = 5.0
+    config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
