@@ -19,6 +19,10 @@ from ._auth import Authorizer as Authorizer
 from ._auth import make_token as make_token
 from ._broadcaster import Broadcaster as Broadcaster
 from ._broadcaster import open_broadcaster as open_broadcaster
+from ._client import ANY_EVENT as ANY_EVENT
+from ._client import ConnectionState as ConnectionState
+from ._client import SSEClient as SSEClient
+from ._client import StreamStalled as StreamStalled
 from ._config import BroadcasterConfig as BroadcasterConfig
 from ._config import SlowConsumerPolicy as SlowConsumerPolicy
 from ._exceptions import CapacityError as CapacityError
@@ -47,6 +51,7 @@ from ._subscription import SubscriptionStatistics as SubscriptionStatistics
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ANY_EVENT",
     "AuthError",
     "Authorizer",
     "Broadcaster",
@@ -56,6 +61,7 @@ __all__ = [
     "CleanupReport",
     "CloseReason",
     "ConfigError",
+    "ConnectionState",
     "EventStreamParser",
     "EventTooLargeError",
     "InvalidEventError",
@@ -66,10 +72,12 @@ __all__ = [
     "ProtocolError",
     "RunningServer",
     "SSEApp",
+    "SSEClient",
     "SSEEvent",
     "ServerSettings",
     "SessionLimitError",
     "SlowConsumerPolicy",
+    "StreamStalled",
     "SubscriberLimitError",
     "Subscription",
     "SubscriptionStatistics",
