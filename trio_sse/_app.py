@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import suppress
 from importlib import resources
 from typing import Any
 
@@ -110,8 +111,13 @@ def _routes(app: Quart, endpoint: StreamEndpoint) -> None:
     broadcaster, settings = endpoint.broadcaster, endpoint.settings
 
     def authorize(action: Action, session_id: str) -> None:
-        if settings.auth_publish if action is Action.PUBLISH else settings.auth_subscribe:
-            authorization = request.headers.get("Authorization")
+        authorization = request.headers.get("Authorization")
+        if action is Action.PUBLISH and settings.auth_publish:
+            # The header only: a cookie would let another site publish or delete through a
+            # simple cross-site request that needs no CORS preflight.
+            token = bearer_token(authorization, {}, settings.cookie_name)
+            endpoint.authorizer.check(token, action, session_id)
+        elif action is Action.SUBSCRIBE and settings.auth_subscribe:
             token = bearer_token(authorization, request.cookies, settings.cookie_name)
             endpoint.authorizer.check(token, action, session_id)
 
@@ -134,7 +140,8 @@ def _routes(app: Quart, endpoint: StreamEndpoint) -> None:
         wait = _wait_seconds(request.args.get("wait", "0"), settings.max_poll_wait)
         async with endpoint.connection_slot(), broadcaster.subscribe(session_id, after) as sub:
             events: list[SSEEvent] = []
-            with trio.move_on_after(wait):
+            # EndOfChannel: closed meanwhile (session deleted, shutdown...): answer what we have
+            with trio.move_on_after(wait), suppress(trio.EndOfChannel):
                 events = await sub.receive_batch(POLL_MAX_EVENTS)
             if not events:  # wait=0, or nothing came: take what is ready without waiting
                 events = _ready(sub.receive_nowait)
@@ -202,7 +209,8 @@ def _error_handlers(app: Quart, settings: ServerSettings) -> None:
     @app.errorhandler(HTTPException)
     async def werkzeug_error(error: HTTPException) -> Response:
         status = error.code or 500
-        return await http_error(HTTPError(status, error.description or error.name))
+        allow = tuple((k, v) for k, v in error.get_headers() if k.lower() == "allow")
+        return await http_error(HTTPError(status, error.description or error.name, allow))
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

@@ -33,7 +33,7 @@ class HTTPError(Exception):
     headers: tuple[tuple[str, str], ...] = ()
 
     def body(self) -> bytes:
-        return json.dumps({"error": self.reason}).encode()
+        return json.dumps({"error": self.reason}, separators=(",", ":")).encode()
 
 
 def unavailable(reason: str) -> HTTPError:
@@ -69,7 +69,8 @@ def bearer_token(authorization: str | None, cookies: Mapping[str, str], cookie: 
 def translate(error: TrioSSEError) -> HTTPError:
     """The HTTP answer for an error of the core."""
     if isinstance(error, AuthError):
-        return HTTPError(error.status, str(error))
+        challenge = (("WWW-Authenticate", "Bearer"),) if error.status == 401 else ()
+        return HTTPError(error.status, str(error), challenge)
     if isinstance(error, EventTooLargeError):
         return HTTPError(413, str(error))
     if isinstance(error, InvalidEventError):
@@ -84,11 +85,11 @@ def cors_headers(
 ) -> list[tuple[str, str]]:
     """CORS headers for a request from ``origin``; none if the origin is not allowed."""
     allowed = settings.cors_origins
+    # With a list of origins the answer depends on Origin, allowed or not: caches must know.
+    vary = [("Vary", "Origin")] if allowed and "*" not in allowed else []
     if not origin or not allowed or ("*" not in allowed and origin not in allowed):
-        return []
-    headers = [("Access-Control-Allow-Origin", "*" if "*" in allowed else origin)]
-    if "*" not in allowed:
-        headers.append(("Vary", "Origin"))
+        return vary
+    headers = [("Access-Control-Allow-Origin", "*" if "*" in allowed else origin), *vary]
     if settings.cors_allow_credentials:
         headers.append(("Access-Control-Allow-Credentials", "true"))
     if preflight:
