@@ -7,6 +7,7 @@ stream endpoint is served in front of Quart by :mod:`trio_sse._stream`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from contextlib import suppress
 from importlib import resources
@@ -230,7 +231,7 @@ def _error_handlers(app: Quart, settings: ServerSettings) -> None:
 def _publish_fields(body: bytes) -> dict[str, Any]:
     try:
         fields = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge ints, deep nesting
         raise HTTPError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(fields, dict):
         raise HTTPError(400, 'body must be a JSON object like {"type": ..., "data": ...}')
@@ -240,8 +241,10 @@ def _publish_fields(body: bytes) -> dict[str, Any]:
     if not isinstance(fields.get("type", "message"), str):
         raise HTTPError(400, "type must be a string")
     ttl = fields.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float)):
-        raise HTTPError(400, "ttl must be a number of seconds or null")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf
+    ):
+        raise HTTPError(400, "ttl must be a positive, finite number of seconds or null")
     return fields
 
 

@@ -43,7 +43,7 @@ def data_text(data: Any) -> str:
         return data
     try:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidEventError(
             f"event data is neither a str nor JSON-serialisable: {exc}"
         ) from exc
