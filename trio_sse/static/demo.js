@@ -1,5 +1,7 @@
-// trio-sse demo page: server stats, an EventSource subscriber, and a publish form.
-// Plain ES module, no dependencies. URLs are relative, so the page also works under a prefix.
+// trio-sse demo page: server stats, a subscriber (trio-sse.js's SSEClient), and a publish form.
+// Plain ES modules, no dependencies. URLs are relative, so the page also works under a prefix.
+
+import { SSEClient } from "./trio-sse.js";
 
 const $ = (id) => document.getElementById(id);
 const COOKIE = "trio_sse_token";
@@ -45,6 +47,7 @@ function pretty(data) {
 function log(kind, type, id, text) {
   const item = document.createElement("li");
   item.className = kind;
+  Object.assign(item.dataset, { type, id: id ?? "" });
   const time = document.createElement("time");
   time.textContent = new Date().toLocaleTimeString();
   const label = document.createElement("b");
@@ -60,23 +63,42 @@ function log(kind, type, id, text) {
 }
 
 // -- subscribing ------------------------------------------------------------------------
-// EventSource dispatches an event named "chat" only to listeners registered for "chat", so
-// the page keeps a set of types and registers a listener for each (new ones as they appear).
+// An SSEClient (trio-sse.js) owns the handlers: one per event type, each registered once, so a
+// reconnect never delivers an event twice. Unsubscribing calls every handler's unsubscribe,
+// then destroy(). Client options can be set in the page's query string for experiments and
+// tests: ?options={"stallTimeout":5000,"streamRetryInterval":2000}
 
-let source = null;
+let client = null;
 let session = null;
+let unsubscribes = [];
 const types = new Set(["message", "reset", "gap"]);
+/** Calls per "<type handler> <event id>", for tests: no handler may see an event twice. */
+const counts = new Map();
+const states = [];
 
-function onEvent(event) {
-  const kind = event.type === "reset" || event.type === "gap" ? "notice" : "event";
-  // a gap notice has no id: lastEventId would still be the previous event's
-  log(kind, event.type, event.type === "gap" ? "" : event.lastEventId, pretty(event.data));
+function clientOptions() {
+  try {
+    return JSON.parse(new URLSearchParams(location.search).get("options") ?? "{}");
+  } catch {
+    return {};
+  }
+}
+
+function handlerFor(type) {
+  return (event) => {
+    if (event.id) {
+      const key = `${type} ${event.id}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    const kind = event.type === "reset" || event.type === "gap" ? "notice" : "event";
+    log(kind, event.type, event.id, pretty(event.data));
+  };
 }
 
 function listenFor(type) {
   if (!type || types.has(type)) return;
   types.add(type);
-  source?.addEventListener(type, onEvent);
+  if (client) unsubscribes.push(client.on(type, handlerFor(type)));
 }
 
 function setState(text) {
@@ -89,60 +111,68 @@ function streamPath(id) {
 }
 
 function setCookie(id, token) {
-  // Scoped to this session's stream; SameSite=Strict so other sites cannot use it.
-  const path = new URL(streamPath(id), location.href).pathname;
+  // Scoped to this session's stream and poll; SameSite=Strict so other sites cannot use it.
+  const path = new URL(`sessions/${encodeURIComponent(id)}/`, location.href).pathname;
   const value = token ? `${COOKIE}=${token}` : `${COOKIE}=; max-age=0`;
   document.cookie = `${value}; path=${path}; SameSite=Strict`;
 }
 
-// A refused stream (401, 403, 503...) closes the EventSource without telling why: ask the
-// poll endpoint, which applies the same checks, for the JSON error.
-async function explainRefusal(id, token) {
-  try {
-    const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    const response = await fetch(`sessions/${encodeURIComponent(id)}/poll`, { headers });
-    if (!response.ok) {
-      const body = await response.json();
-      return `${response.status}: ${body.error}`;
-    }
-  } catch {}
-  return "no reason given (is the server reachable?)";
+function onState(state) {
+  states.push(state);
+  const error = client?.lastError?.message;
+  const detail = {
+    open: `subscribed to ${session}`,
+    reconnecting: `${error ?? "stream ended"}; resuming after ${client?.lastEventId ?? "-"}`,
+    polling: `streaming fails (${error}): polling, and trying the stream again now and then`,
+    failed: `gave up: ${error}`,
+  }[state];
+  setState(state === "failed" || state === "reconnecting" ? `${state}: ${error ?? ""}` : state);
+  if (detail) log("state", state, "", detail);
 }
 
 function subscribe(id, token) {
   unsubscribe();
   session = id;
   setCookie(id, token);
-  const es = (source = new EventSource(streamPath(id)));
-  for (const type of types) es.addEventListener(type, onEvent);
+  client = new SSEClient({ url: streamPath(id), ...clientOptions() });
+  unsubscribes = [client.onConnectionChange(onState)];
+  for (const type of types) unsubscribes.push(client.on(type, handlerFor(type)));
   setState("connecting");
-  es.onopen = () => {
-    setState("open");
-    log("state", "open", "", `subscribed to ${id}`);
-  };
-  es.onerror = async () => {
-    if (es !== source) return;
-    if (es.readyState === EventSource.CONNECTING) {
-      setState("error: reconnecting");
-      log("state", "reconnecting", "", "the browser retries after the server's retry: time");
-    } else {
-      setState("refused: closed by the browser");
-      const why = await explainRefusal(id, token);
-      if (es === source) log("state", "refused", "", why);
-    }
-  };
   $("unsubscribe").disabled = false;
 }
 
 function unsubscribe() {
-  if (!source) return;
-  source.close();
-  source = null;
+  if (!client) return;
+  for (const unsubscribeOne of unsubscribes) unsubscribeOne();
+  unsubscribes = [];
+  client.destroy();
   setCookie(session, "");
   setState("closed");
   log("state", "closed", "", `unsubscribed from ${session}`);
   $("unsubscribe").disabled = true;
+  window.demo.lastClient = client;
+  client = null;
 }
+
+/** For tests and the console: the client, and how often each handler saw each event. */
+window.demo = {
+  get client() { return client; },
+  lastClient: null,
+  counts,
+  states,
+  snapshot() {
+    const current = client ?? this.lastClient;
+    return {
+      counts: Object.fromEntries(counts),
+      states: [...states],
+      state: current?.state ?? null,
+      lastEventId: current?.lastEventId ?? null,
+      handlerCount: current?.handlerCount ?? 0,
+      listenerCount: current?.listenerCount ?? 0,
+      eventTypes: current?.eventTypes ?? [],
+    };
+  },
+};
 
 // -- publishing -------------------------------------------------------------------------
 
