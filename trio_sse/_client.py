@@ -19,7 +19,7 @@ import enum
 import inspect
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, cast
@@ -27,6 +27,7 @@ from typing import Any, cast
 import httpx
 import trio
 
+from ._exceptions import ProtocolError
 from ._protocol import EventStreamParser, MessageEvent
 
 logger = logging.getLogger("trio_sse.client")
@@ -170,7 +171,7 @@ class SSEClient:
         """Event types with at least one handler."""
         return self._handlers.keys()
 
-    async def events(self, max_buffer: int = 1000) -> AsyncIterator[MessageEvent]:
+    async def events(self, max_buffer: int = 1000) -> AsyncGenerator[MessageEvent, None]:
         """Iterate over every event from now on (a handler under the hood).
 
         If the consumer falls ``max_buffer`` events behind, the oldest are dropped and logged.
@@ -228,7 +229,7 @@ class SSEClient:
             try:
                 await self._stream(client)
                 stream_failures = 0
-            except (httpx.HTTPError, StreamStalled, _ServerError) as exc:
+            except (httpx.HTTPError, StreamStalled, ProtocolError, _ServerError) as exc:
                 self._record_failure(exc)
                 stream_failures += 1
                 if isinstance(exc, _ServerError) and exc.final:
@@ -237,7 +238,8 @@ class SSEClient:
                     isinstance(exc, StreamStalled)
                     or stream_failures >= self._failures_before_polling
                 ):
-                    await self._poll(client)
+                    if not await self._poll(client):
+                        return await self._set_state(ConnectionState.FAILED)
                     stream_failures = 0
             if self._gave_up():
                 return await self._set_state(ConnectionState.FAILED)
@@ -281,7 +283,11 @@ class SSEClient:
                     if chunk is None:
                         return  # the server ended the stream
                     self._failures = 0
-                    await self._feed(parser, chunk)
+                    try:
+                        await self._feed(parser, chunk)
+                    except BaseException:
+                        await _finish(response, chunks)
+                        raise
 
     async def _feed(self, parser: EventStreamParser, chunk: bytes) -> None:
         for event in parser.feed(chunk):
@@ -297,35 +303,51 @@ class SSEClient:
 
     # -- polling ----------------------------------------------------------------------
 
-    async def _poll(self, client: httpx.AsyncClient) -> None:
-        """Poll until it is time to try streaming again (or polling fails for good)."""
-        await self._set_state(ConnectionState.POLLING)
-        with trio.move_on_after(self._stream_retry_interval):
-            while not self._gave_up():
-                try:
-                    got = await self._poll_once(client)
-                except (httpx.HTTPError, _ServerError) as exc:
-                    self._record_failure(exc)
-                    if isinstance(exc, _ServerError) and exc.final:
-                        raise
-                    await trio.sleep(self._delay())
-                    continue
-                self._failures = 0
-                if not got:
-                    await trio.sleep(self._poll_interval)
+    async def _poll(self, client: httpx.AsyncClient) -> bool:
+        """Poll until it is time to try streaming again; False if polling failed for good.
 
-    async def _poll_once(self, client: httpx.AsyncClient) -> int:
+        The deadline bounds requests and pauses only, never a dispatch: a handler is not cut
+        off halfway through the events of a poll.
+        """
+        await self._set_state(ConnectionState.POLLING)
+        deadline = trio.current_time() + self._stream_retry_interval
+        while not self._gave_up() and trio.current_time() < deadline:
+            try:
+                with trio.move_on_at(deadline):
+                    answer = await self._poll_request(client)
+            except (httpx.HTTPError, _ServerError, ValueError) as exc:
+                self._record_failure(exc)
+                if isinstance(exc, _ServerError) and exc.final:
+                    return False
+                with trio.move_on_at(deadline):
+                    await trio.sleep(self._delay())
+                continue
+            if answer is None:
+                return True  # the deadline came during the request
+            self._failures = 0
+            if not await self._dispatch_polled(answer):
+                with trio.move_on_at(deadline):
+                    await trio.sleep(self._poll_interval)
+        return not self._gave_up()
+
+    async def _poll_request(self, client: httpx.AsyncClient) -> dict[str, Any]:
         params = {"wait": str(self._poll_wait)}
         if self.last_event_id:
             params["after"] = self.last_event_id
         response = await client.get(self.poll_url, params=params, headers=self._headers)
         _check_status(response)
         answer = response.json()
-        for item in answer.get("events", []):
+        if not isinstance(answer, dict) or not isinstance(answer.get("events", []), list):
+            raise ValueError(f"unexpected poll answer: {str(answer)[:100]}")
+        return answer
+
+    async def _dispatch_polled(self, answer: dict[str, Any]) -> int:
+        events = answer.get("events", [])
+        for item in events:
             await self._dispatch(MessageEvent(item["type"], item["data"], item.get("id") or ""))
         if answer.get("next"):
             self.last_event_id = answer["next"]
-        return len(answer.get("events", []))
+        return len(events)
 
     # -- state ------------------------------------------------------------------------
 
@@ -350,6 +372,18 @@ def _check_status(response: httpx.Response) -> None:
     if response.status_code != 200:
         body = response.text if response.is_stream_consumed else ""
         raise _ServerError(response.status_code, body)
+
+
+async def _finish(response: httpx.Response, chunks: AsyncGenerator[bytes, None]) -> None:
+    """Close a response left mid-body so that none of httpx's nested generators is left
+    unfinished (closing the outermost one alone leaves the inner ones to the GC)."""
+    with trio.CancelScope(shield=True):
+        await response.aclose()
+        try:
+            async for _ in chunks:
+                pass
+        except Exception:
+            pass
 
 
 async def _call(callback: Callable[[Any], Any], argument: Any) -> None:
