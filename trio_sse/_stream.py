@@ -15,7 +15,8 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import trio
@@ -73,38 +74,44 @@ class StreamEndpoint:
         return match.group(1) if match else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
-        headers = _headers(scope)
+        """Serve a stream request that came through the ASGI server."""
+        request = StreamRequest(
+            scope["method"], session_id, scope.get("query_string", b""), _header_list(scope)
+        )
+        await self.serve(request, ASGITransport(receive, send))
+
+    async def serve(self, request: StreamRequest, transport: Transport) -> None:
+        """Check, subscribe, then stream until the client leaves or the subscription ends."""
+        headers = dict(request.headers)
         cors = cors_headers(headers.get("origin"), self.settings)
         try:
-            subscription_args = self._check(scope, headers, session_id)
+            subscription_args = self._check(request, headers)
         except HTTPError as error:
-            await _answer(send, error, cors)
+            await _answer(transport, error, cors)
             return
         try:
             async with (
                 self.connection_slot(),
                 self.broadcaster.subscribe(*subscription_args) as sub,
             ):
-                await send(_start(cors))
-                if scope["method"] == "GET":
-                    await self._serve(sub, receive, send)
+                await transport.start(200, _stream_headers(cors))
+                if request.method == "GET":
+                    await self._serve(sub, transport)
         except HTTPError as error:
-            await _answer(send, error, cors)
+            await _answer(transport, error, cors)
         except TrioSSEError as error:
-            await _answer(send, translate(error), cors)
+            await _answer(transport, translate(error), cors)
         except trio.ClosedResourceError:
-            await _answer(send, unavailable("the server is shutting down"), cors)
+            await _answer(transport, unavailable("the server is shutting down"), cors)
         else:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await transport.finish()
 
-    def _check(
-        self, scope: Scope, headers: dict[str, str], session_id: str
-    ) -> tuple[str, str | None]:
-        check_session_id(session_id)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    def _check(self, request: StreamRequest, headers: dict[str, str]) -> tuple[str, str | None]:
+        session_id = check_session_id(request.session_id)
+        query = parse_qs(request.query_string.decode("latin-1"))
         cursor = headers.get("last-event-id") or query.get("lastEventId", [""])[0]
         if self.settings.auth_subscribe:
-            cookies = parse_cookies(v for k, v in _header_list(scope) if k == "cookie")
+            cookies = parse_cookies(v for k, v in request.headers if k == "cookie")
             token = bearer_token(headers.get("authorization"), cookies, self.settings.cookie_name)
             try:
                 self.authorizer.check(token, Action.SUBSCRIBE, session_id)
@@ -116,14 +123,14 @@ class StreamEndpoint:
         """Count a long-lived request; refuse it past ``max_connections``."""
         return _Slot(self.active, self.settings.max_connections)
 
-    async def _serve(self, sub: Subscription, receive: Receive, send: Send) -> None:
+    async def _serve(self, sub: Subscription, transport: Transport) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
-            await self._pump(sub, send)
+            nursery.start_soon(_cancel_on_disconnect, transport, nursery.cancel_scope)
+            await self._pump(sub, transport)
             nursery.cancel_scope.cancel()
 
-    async def _pump(self, sub: Subscription, send: Send) -> None:
-        await _body(send, encode_retry(self.settings.retry_ms))
+    async def _pump(self, sub: Subscription, transport: Transport) -> None:
+        await transport.write(encode_retry(self.settings.retry_ms))
         interval = self.settings.heartbeat_interval
         while True:
             batch = None
@@ -132,8 +139,8 @@ class StreamEndpoint:
                     batch = await sub.receive_batch()
                 except trio.EndOfChannel:
                     break
-            await _body(send, b"".join(e.encoded for e in batch) if batch else HEARTBEAT)
-        await _body(send, self._farewell(sub.close_reason))
+            await transport.write(b"".join(e.encoded for e in batch) if batch else HEARTBEAT)
+        await transport.write(self._farewell(sub.close_reason))
 
     def _farewell(self, reason: CloseReason | None) -> bytes:
         if reason is CloseReason.SHUTDOWN:
@@ -159,41 +166,73 @@ class _Slot:
         self._active.value -= 1
 
 
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+@dataclass(frozen=True)
+class StreamRequest:
+    """What the stream endpoint needs of a request, whichever server parsed it."""
+
+    method: str
+    session_id: str
+    query_string: bytes
+    headers: list[tuple[str, str]]
+    """Lower-case names, latin-1 text."""
+
+
+class Transport(Protocol):
+    """How a stream's response reaches the client."""
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None: ...
+    async def write(self, data: bytes) -> None: ...
+    async def finish(self) -> None: ...
+    async def wait_disconnect(self) -> None: ...
+
+
+class ASGITransport:
+    """A response through ASGI ``send``; disconnects from ASGI ``receive``."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+
+    async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        await self._send({"type": "http.response.start", "status": status, "headers": encoded})
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def finish(self) -> None:
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def wait_disconnect(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+
+
+async def _cancel_on_disconnect(transport: Transport, scope: trio.CancelScope) -> None:
+    await transport.wait_disconnect()
     scope.cancel()
 
 
-async def _body(send: Send, data: bytes) -> None:
-    if data:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-
-
-def _start(cors: list[tuple[str, str]]) -> Message:
-    headers = [
-        (b"content-type", b"text/event-stream; charset=utf-8"),
-        (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no"),
+def _stream_headers(cors: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", "text/event-stream; charset=utf-8"),
+        ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+        *cors,
     ]
-    headers += [(k.lower().encode(), v.encode()) for k, v in cors]
-    return {"type": "http.response.start", "status": 200, "headers": headers}
 
 
-async def _answer(send: Send, error: HTTPError, cors: list[tuple[str, str]]) -> None:
+async def _answer(transport: Transport, error: HTTPError, cors: list[tuple[str, str]]) -> None:
     body = error.body()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (*error.headers, *cors)]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    await transport.start(error.status, [*headers, *error.headers, *cors])
+    await transport.write(body)
+    await transport.finish()
 
 
 def _header_list(scope: Scope) -> list[tuple[str, str]]:
     return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return dict(_header_list(scope))
-
-
-__all__ = ["StreamEndpoint"]
+__all__ = ["ASGITransport", "StreamEndpoint", "StreamRequest", "Transport"]
