@@ -14,18 +14,22 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState, LifespanState
 from hypercorn.utils import wrap_app
 
-from ._app import create_app
+from ._app import SSEApp, create_app
 from ._broadcaster import Broadcaster, open_broadcaster
 from ._config import BroadcasterConfig
+from ._fastpath import handle_connection
 from ._settings import ServerSettings
 from ._stream import StreamEndpoint
 
@@ -72,18 +76,58 @@ async def serve(
             drain = partial(_drain, stop, broadcaster, endpoint, settings.graceful_timeout)
             host, port = listener.getsockname()[:2]
             async with trio.open_nursery() as server:
-                await server.start(
-                    partial(
-                        worker_serve,
-                        wrap_app(app, 0, "asgi"),
-                        _hypercorn_config(settings),
-                        sockets=Sockets([], [listener], []),
-                        shutdown_trigger=drain,
-                    )
-                )
+                await server.start(_serve_connections, app, settings, listener, drain)
                 task_status.started(RunningServer(host, port, broadcaster, endpoint))
             signals.cancel_scope.cancel()
     logger.info("trio-sse stopped")
+
+
+async def _serve_connections(
+    app: SSEApp,
+    settings: ServerSettings,
+    listener: socket.socket,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's trio worker loop, with our own connection handler in front of its own.
+
+    As ``hypercorn.trio.run.worker_serve`` does: run the ASGI lifespan, accept until the
+    shutdown trigger returns, then give open connections ``graceful_timeout`` to finish. Each
+    accepted connection goes to :func:`~trio_sse._fastpath.handle_connection`, which serves
+    event streams itself and hands everything else to Hypercorn's ``TCPServer``.
+    """
+    config = _hypercorn_config(settings)
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(wrapped, config, lifespan_state)
+    context = WorkerContext(None)
+
+    async def hypercorn_handler(stream: trio.abc.HalfCloseableStream) -> None:
+        state = ConnectionState(lifespan_state.copy())
+        await TCPServer(wrapped, config, context, state, stream)  # type: ignore[arg-type]
+
+    handler = partial(handle_connection, app.sse, hypercorn_handler)
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as connections:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
+            try:
+                async with trio.open_nursery() as accepting:
+                    accepting.start_soon(
+                        partial(
+                            trio.serve_listeners, handler, listeners, handler_nursery=connections
+                        )
+                    )
+                    task_status.started()
+                    await shutdown_trigger()
+                    accepting.cancel_scope.cancel()  # stop accepting
+            finally:
+                await context.terminated.set()  # Hypercorn's idle connections close now
+                connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
 
 
 def listening_socket(settings: ServerSettings) -> socket.socket:

@@ -1,0 +1,161 @@
+"""The lean stream path: which connections take it, and that it speaks HTTP/1.1 correctly.
+
+Network tests start the real server on 127.0.0.1, port 0, each under ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import httpx
+import pytest
+import trio
+
+from trio_sse import RunningServer, ServerSettings, serve
+from trio_sse._fastpath import stream_request
+from trio_sse.protocol import EventStreamParser
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"GET /sessions/a/events HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "a", b"")),
+        (b"HEAD /sessions/a/events HTTP/1.1\r\nHost: x\r\n\r\n", ("HEAD", "a", b"")),
+        (
+            b"GET /sessions/a%2Eb/events?lastEventId=e-1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            ("GET", "a.b", b"lastEventId=e-1"),
+        ),
+        (b"GET /sessions/a%2Fb/events HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "a/b", b"")),
+    ],
+)
+def test_stream_requests_are_recognised_with_decoded_session_and_query(
+    head: bytes, expected: tuple[str, str, bytes]
+) -> None:
+    request = stream_request(head)
+    assert request is not None
+    assert (request.method, request.session_id, request.query_string) == expected
+    assert ("host", "x") in request.headers
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /sessions/a/events HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"GET /sessions/a/poll HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /sessions/a/events HTTP/1.0\r\n\r\n",
+        b"GET /sessions/a/events HTTP/1.1\r\n\r\n",  # no Host: h11 refuses it
+        b"GET /sessions/a/events/more HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /sessions/a/events HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"",
+    ],
+)
+def test_anything_else_is_left_to_hypercorn(head: bytes) -> None:
+    assert stream_request(head) is None
+
+
+@asynccontextmanager
+async def running(**overrides: object) -> AsyncIterator[RunningServer]:
+    settings = ServerSettings(port=0, auth_publish=False, heartbeat_interval=0.3, **overrides)  # type: ignore[arg-type]
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        server: RunningServer = await nursery.start(partial(serve, None, settings, stop=stop))
+        yield server
+        stop.set()
+
+
+async def read_until(stream: trio.SocketStream, marker: bytes, limit: int = 1 << 20) -> bytes:
+    data = b""
+    while marker not in data and len(data) < limit:
+        chunk = await stream.receive_some()
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def dechunk(body: bytes) -> bytes:
+    """Decode complete HTTP/1.1 chunks; stop at the first incomplete one."""
+    out = b""
+    while b"\r\n" in body:
+        size_line, rest = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0 or len(rest) < size + 2:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+@pytest.mark.real_time
+async def test_a_stream_on_a_fresh_connection_is_written_straight_to_the_socket() -> None:
+    with trio.fail_after(10):
+        async with running() as server:
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            async with stream:
+                await stream.send_all(b"GET /sessions/s/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await read_until(stream, b"\r\n\r\n")
+                await server.endpoint.active.wait_value(1)
+                sent = [await server.broadcaster.publish("s", "t", f"line {n}") for n in range(3)]
+                data = head + await read_until(stream, b"line 2")
+        status, _, rest = data.partition(b"\r\n")
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert status == b"HTTP/1.1 200 OK"
+        names = {line.split(b":")[0].lower() for line in headers.split(b"\r\n")}
+        assert {b"transfer-encoding", b"connection", b"content-type"} <= names
+        assert b"date" not in names  # Hypercorn would add one: this answer did not go through it
+        events = EventStreamParser().feed(dechunk(body))
+        assert [(e.id, e.data) for e in events] == [(e.id, e.data) for e in sent]
+
+
+@pytest.mark.real_time
+async def test_the_fast_path_and_hypercorn_serve_the_same_stream() -> None:
+    with trio.fail_after(10):
+        async with running() as server:
+            event = await server.broadcaster.publish("s", "t", "x")
+            async with httpx.AsyncClient(base_url=server.url) as fresh:
+                assert not await went_through_hypercorn(fresh)  # a new connection
+            async with httpx.AsyncClient(base_url=server.url) as kept:
+                assert (await kept.get("/healthz")).status_code == 200
+                assert await went_through_hypercorn(kept)  # the kept-alive connection
+            assert event.id is not None
+
+
+async def went_through_hypercorn(client: httpx.AsyncClient) -> bool:
+    """HEAD a stream; True if the answer carries Hypercorn's ``date`` header."""
+    async with client.stream("HEAD", "/sessions/s/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return "date" in response.headers
+
+
+@pytest.mark.real_time
+async def test_a_refused_stream_on_the_fast_path_is_a_json_error() -> None:
+    with trio.fail_after(10):
+        async with running(auth_subscribe=True, jwt_key="k" * 32) as server:
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            async with stream:
+                await stream.send_all(b"GET /sessions/s/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = await read_until(stream, b"}")
+        assert data.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+        assert b"WWW-Authenticate: Bearer" in data
+        assert data.endswith(b'{"error":"a bearer token is needed to subscribe"}')
+
+
+@pytest.mark.real_time
+async def test_a_request_body_read_with_the_head_is_replayed_to_hypercorn() -> None:
+    with trio.fail_after(10):
+        async with running() as server:
+            body = b'{"type":"t","data":"in the same packet"}'
+            request = (
+                b"POST /sessions/s/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body)
+            )
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            async with stream:
+                await stream.send_all(request)
+                data = await read_until(stream, b"}")
+        assert data.startswith(b"HTTP/1.1 202")
+        assert server.broadcaster.get_stats()["metrics"]["eventsPublished"] == 1
