@@ -104,7 +104,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -264,13 +264,18 @@ class Usage:
 
 
 class ServerProcess:
-    """``trio_sse.serve`` in a child process, stopped with SIGTERM (SIGKILL if it hangs)."""
+    """A server in a child process, stopped with SIGTERM (SIGKILL if it hangs).
 
-    def __init__(self, port: int, log: IO[bytes]) -> None:
+    By default ``trio_sse.serve`` (this file with ``--serve PORT``); ``command`` runs another
+    server, which must listen on ``HOST`` and ``port``.
+    """
+
+    def __init__(self, port: int, log: IO[bytes], command: Sequence[str] | None = None) -> None:
         self.port = port
         self.url = f"http://{HOST}:{port}"
         self._log = log
-        command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
+        if command is None:
+            command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def sample(self) -> Sample:
