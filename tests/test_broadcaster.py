@@ -516,3 +516,21 @@ async def test_a_subscription_cursor_resumes_without_loss_before_and_after_reads
             assert resumed.last_event_id == after_start.id
         async with b.subscribe("s", last_event_id=after_start.id) as exact:
             assert exact.last_event_id == after_start.id
+
+
+async def test_wake_returns_an_empty_batch_once_and_never_takes_an_event_slot(
+    autojump_clock: MockClock, make_config: MakeConfig
+) -> None:
+    async with open_broadcaster(make_config(max_queue_size=2)) as b, b.subscribe("s") as sub:
+        for _ in range(5):
+            sub.wake()  # at most one marker is queued
+        assert await sub.receive_batch() == []
+        sub.wake()
+        first = await b.publish("s", "t", 1)
+        second = await b.publish("s", "t", 2)  # the queue holds 2 events beside the marker
+        assert sub.close_reason is None
+        assert await sub.receive_batch() == []
+        assert await sub.receive_batch() == [first, second]
+        sub.wake()  # receive() skips the marker and returns the next event
+        third = await b.publish("s", "t", 3)
+        assert await sub.receive() == third

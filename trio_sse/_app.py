@@ -63,6 +63,15 @@ def create_app(
     app.config["RESPONSE_TIMEOUT"] = settings.max_poll_wait + 30
     app.sse = endpoint
     _routes(app, endpoint)
+
+    @app.before_serving
+    async def start_heartbeats() -> None:
+        await app.nursery.start(endpoint.run_heartbeats)
+
+    @app.after_serving
+    async def stop_heartbeats() -> None:
+        endpoint.stop_heartbeats()
+
     return app
 
 

@@ -65,6 +65,8 @@ class StreamEndpoint:
         self.active = AsyncValue(0)
         """Streams and long polls open now."""
         self._random = random.Random()
+        self._beats: set[_Beat] = set()
+        self._heartbeats = trio.CancelScope()
 
     def route(self, scope: Scope) -> str | None:
         """The session id if ``scope`` is a stream request, else None."""
@@ -130,17 +132,43 @@ class StreamEndpoint:
             nursery.cancel_scope.cancel()
 
     async def _pump(self, sub: Subscription, transport: Transport) -> None:
-        await transport.write(encode_retry(self.settings.retry_ms))
-        interval = self.settings.heartbeat_interval
-        while True:
-            batch = None
-            with trio.move_on_after(interval):
+        beat = _Beat(sub, trio.current_time())
+        self._beats.add(beat)
+        try:
+            await transport.write(encode_retry(self.settings.retry_ms))
+            while True:
                 try:
-                    batch = await sub.receive_batch()
+                    batch = await sub.receive_batch()  # [] when the heartbeat task wakes it
                 except trio.EndOfChannel:
                     break
-            await transport.write(b"".join(e.encoded for e in batch) if batch else HEARTBEAT)
-        await transport.write(self._farewell(sub.close_reason))
+                await transport.write(b"".join(e.encoded for e in batch) if batch else HEARTBEAT)
+                beat.last_write = trio.current_time()
+            await transport.write(self._farewell(sub.close_reason))
+        finally:
+            self._beats.discard(beat)
+
+    async def run_heartbeats(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Wake every stream quiet for ``heartbeat_interval``; look every tenth of it.
+
+        One task for all streams instead of a timer per stream and per write (a cancel scope
+        with a deadline costs more than the write it guards). A quiet stream gets a heartbeat
+        comment between 1 and 1.1 ``heartbeat_interval`` after its last write.
+        """
+        interval = self.settings.heartbeat_interval
+        with trio.CancelScope() as self._heartbeats:
+            task_status.started()
+            while True:
+                await trio.sleep(interval / 10)
+                quiet_since = trio.current_time() - interval
+                for beat in list(self._beats):
+                    if beat.last_write <= quiet_since:
+                        beat.subscription.wake()
+
+    def stop_heartbeats(self) -> None:
+        """End :meth:`run_heartbeats`."""
+        self._heartbeats.cancel()
 
     def _farewell(self, reason: CloseReason | None) -> bytes:
         if reason is CloseReason.SHUTDOWN:
@@ -164,6 +192,14 @@ class _Slot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._active.value -= 1
+
+
+@dataclass(eq=False)
+class _Beat:
+    """A stream being written, and when it last was."""
+
+    subscription: Subscription
+    last_write: float
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ and free of duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,13 @@ class _Gap:
 
     dropped: int
     event: SSEEvent
+
+
+class _Wake:
+    """The channel item of :meth:`Subscription.wake`: not an event."""
+
+
+_WAKE = _Wake()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +103,13 @@ class Subscription:
         self.close_reason: CloseReason | None = None
         # Resuming after this id later loses nothing this subscription has not delivered.
         self.last_event_id: str | None = cursor
-        self._send, self._receive = trio.open_memory_channel[SSEEvent | _Gap](config.max_queue_size)
+        # One slot more than events may take: room for a wake() marker (see _offer).
+        self._send, self._receive = trio.open_memory_channel[SSEEvent | _Gap | _Wake](
+            config.max_queue_size + 1
+        )
+        self._max_queue_size = config.max_queue_size
+        self._in_channel = 0  # events (not wake markers) in the channel
+        self._wake_pending = False
         self._max_queue_bytes = config.max_queue_bytes
         self._drop_policy = config.slow_consumer_policy == "drop"
         self._counters = counters
@@ -127,25 +141,37 @@ class Subscription:
         Raises:
             trio.EndOfChannel: the subscription was closed (see :attr:`close_reason`).
         """
+        while True:
+            item = await self._next_item()
+            if item is not _WAKE:
+                return self._consume(item)
+
+    async def _next_item(self) -> SSEEvent | _Gap | _Wake:
         if self._ready:
             await trio.lowlevel.checkpoint()
             if self._ready:  # else: closed while we yielded; the channel says so below
-                return self._take_ready()
+                return self._ready[-1]
         try:
             item = await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise trio.EndOfChannel from None
-        return self._consume(item)
+        if item is _WAKE:
+            self._wake_pending = False
+        return item
 
     async def receive_batch(self, max_events: int = 1000) -> list[SSEEvent]:
         """Wait for at least one event, then return up to ``max_events`` of those waiting.
 
-        One wake-up for everything queued: a server writes the batch in one send.
+        One wake-up for everything queued: a server writes the batch in one send. Returns an
+        empty list if :meth:`wake` was called while it waited.
 
         Raises:
             trio.EndOfChannel: the subscription was closed (see :attr:`close_reason`).
         """
-        batch = [await self.receive()]
+        item = await self._next_item()
+        if item is _WAKE:
+            return []
+        batch = [self._consume(item)]
         while len(batch) < max_events:
             try:
                 batch.append(self.receive_nowait())
@@ -161,19 +187,34 @@ class Subscription:
             trio.EndOfChannel: the subscription was closed.
         """
         if self._ready:
-            return self._take_ready()
-        try:
-            item = self._receive.receive_nowait()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise trio.EndOfChannel from None
-        return self._consume(item)
+            return self._consume(self._ready[-1])
+        while True:
+            try:
+                item = self._receive.receive_nowait()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise trio.EndOfChannel from None
+            if item is not _WAKE:
+                return self._consume(item)
+            self._wake_pending = False
 
-    def _take_ready(self) -> SSEEvent:
-        event = self._ready.pop()
-        self._consumed(event)
-        return event
+    def wake(self) -> None:
+        """Make a :meth:`receive_batch` that is waiting return ``[]`` now (once).
 
-    def _consume(self, item: SSEEvent | _Gap) -> SSEEvent:
+        A server uses it to write a heartbeat on a quiet stream without a timer per stream.
+        It takes no queue slot from events and never blocks.
+        """
+        if self.close_reason is None and not self._wake_pending:
+            with contextlib.suppress(trio.WouldBlock):
+                self._send.send_nowait(_WAKE)
+                self._wake_pending = True  # one marker at most: it never takes an event's slot
+
+    def _consume(self, item: SSEEvent | _Gap | _Wake) -> SSEEvent:
+        """Account for ``item`` leaving the queue (the replay's last, or a channel item)."""
+        if self._ready and item is self._ready[-1]:
+            self._ready.pop()
+        else:
+            self._in_channel -= 1
+        assert not isinstance(item, _Wake)
         if isinstance(item, _Gap):
             self._ready.append(item.event)
             return SSEEvent(GAP_EVENT_TYPE, {"dropped": item.dropped})
@@ -200,6 +241,8 @@ class Subscription:
         """Queue ``event`` without blocking; False means: disconnect this slow consumer."""
         if self._queued_bytes + size > self._max_queue_bytes:
             return self._full()
+        if self._in_channel >= self._max_queue_size:
+            return self._full()
         item: SSEEvent | _Gap = event
         if self._dropped_pending:
             item = _Gap(self._dropped_pending, event)
@@ -208,6 +251,7 @@ class Subscription:
         except trio.WouldBlock:
             return self._full()
         self._dropped_pending = 0
+        self._in_channel += 1
         if not self._queued:
             self._waiting_since = now
         self._queued += 1
@@ -247,7 +291,7 @@ class Subscription:
             session_id=self.session_id,
             queued_events=self._queued,
             queued_bytes=self._queued_bytes,
-            max_queue_size=int(self._send.statistics().max_buffer_size),
+            max_queue_size=self._max_queue_size,
             delivered=self._delivered,
             dropped=self._dropped_total,
             close_reason=self.close_reason,
