@@ -20,8 +20,8 @@ class ServerSettings(Loadable):
     Attributes:
         host: Address to listen on.
         port: TCP port (0: any free port).
-        heartbeat_interval: A comment is written to an idle stream this often, so a vanished
-            client is noticed.
+        heartbeat_interval: A comment is written to a stream quiet for this long (checked each
+            tenth of it), so a vanished client is noticed.
         send_timeout: Unacknowledged data older than this makes the kernel drop the connection
             (``TCP_USER_TIMEOUT``): a client that stopped reading is dropped within
             ``heartbeat_interval + send_timeout``.
