@@ -114,11 +114,22 @@ def test_every_setting_has_a_flag_with_its_description() -> None:
     assert "Events queued per subscriber" in help_text
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+@pytest.fixture(params=[[]], ids=["default"])
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     """``trio-sse serve`` in a subprocess on 127.0.0.1, port 0; yields its URL and token."""
+    flags: list[str] = request.param
     process = subprocess.Popen(
-        [sys.executable, "-m", "trio_sse", "serve", "--port", "0", "--heartbeat-interval", "1"],
+        [
+            sys.executable,
+            "-m",
+            "trio_sse",
+            "serve",
+            "--port",
+            "0",
+            "--heartbeat-interval",
+            "1",
+            *flags,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -185,3 +196,22 @@ def _wait_for_subscribers(url: str, count: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the listener never subscribed")
+
+
+@pytest.mark.parametrize("served", [["--auth-subscribe", "true"]], indirect=True, ids=["auth"])
+def test_listen_reports_a_refused_stream_and_exits(
+    served: tuple[str, str, subprocess.Popen[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, token, _ = served
+    assert main(["listen", "s", "--url", url, "--max-events", "1"]) == 1
+    assert "401" in capsys.readouterr().err
+    command = ["listen", "s", "--url", url, "--token", token, "--max-events", "1"]
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "trio_sse", *command],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_subscribers(url, 1)
+    assert main(["publish", "--url", url, "--token", token, "s", "t", "1"]) == 0
+    out, _ = listener.communicate(timeout=20)
+    assert out.split("\t")[1:] == ["t", "1\n"]

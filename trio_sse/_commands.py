@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 import httpx
 import trio
 
 from ._auth import generate_key, make_token
+from ._client import ANY_EVENT, ConnectionState, SSEClient
 from ._config import BroadcasterConfig
-from ._protocol import EventStreamParser, MessageEvent
+from ._protocol import MessageEvent
 from ._serve import RunningServer, serve
 from ._settings import ServerSettings
 
@@ -112,60 +111,36 @@ async def listen(
     out: TextIO,
     max_events: int | None = None,
 ) -> None:
-    """``trio-sse listen``: print the events of a session, resuming after reconnects."""
-    follower = _Follower(f"{url}/sessions/{session}/events", token, last_event_id, out, max_events)
-    await follower.run()
+    """``trio-sse listen``: print the events of a session, resuming after reconnects.
 
+    Runs :class:`~trio_sse.SSEClient` (backoff, ``Last-Event-ID``, polling fallback) until
+    ``max_events`` events were printed, or forever; a refusal (401, 403...) is an error.
+    """
+    enough = trio.Event()
+    printed = 0
+    failed = False
 
-class _Follower:
-    """Follows one stream across reconnects with ``Last-Event-ID`` and capped backoff."""
+    def show(event: MessageEvent) -> None:
+        nonlocal printed
+        print(f"{event.id}\t{event.type}\t{event.data}", file=out, flush=True)
+        printed += 1
+        if max_events is not None and printed >= max_events:
+            enough.set()
 
-    def __init__(
-        self, url: str, token: str | None, cursor: str | None, out: TextIO, limit: int | None
-    ) -> None:
-        self.url, self.token, self.cursor, self.out, self.limit = url, token, cursor, out, limit
-        self.printed = 0
-        self.delay = 1.0
+    def report(state: ConnectionState) -> None:
+        nonlocal failed
+        if state is ConnectionState.FAILED:
+            failed = True
+            enough.set()
+        elif state in (ConnectionState.RECONNECTING, ConnectionState.POLLING):
+            print(f"# {state.value}", file=sys.stderr)
 
-    async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client:
-            while self.limit is None or self.printed < self.limit:
-                try:
-                    await self._follow(client)
-                except httpx.HTTPStatusError as exc:
-                    if exc.response.status_code < 500:
-                        status = exc.response.status_code
-                        raise CommandError(f"{status}: {exc.response.text}") from None
-                except httpx.HTTPError as exc:
-                    print(
-                        f"# disconnected ({exc.__class__.__name__}); reconnecting", file=sys.stderr
-                    )
-                if self.limit is not None and self.printed >= self.limit:
-                    return
-                await trio.sleep(self.delay)
-                self.delay = min(self.delay * 2, 30.0)
-
-    async def _follow(self, client: httpx.AsyncClient) -> None:
-        headers = {"Accept": "text/event-stream"}
-        if self.cursor:
-            headers["Last-Event-ID"] = self.cursor
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        parser = EventStreamParser()
-        async with client.stream("GET", self.url, headers=headers) as response:
-            response.raise_for_status()
-            chunks_iterator = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-            async with aclosing(chunks_iterator) as chunks:
-                async for chunk in chunks:
-                    for event in parser.feed(chunk):
-                        self._print(event)
-                        if self.limit is not None and self.printed >= self.limit:
-                            return
-                    if parser.retry is not None:
-                        self.delay = parser.retry / 1000
-        self.delay = parser.retry / 1000 if parser.retry is not None else 1.0
-
-    def _print(self, event: MessageEvent) -> None:
-        self.cursor = event.id or self.cursor
-        self.printed += 1
-        print(f"{event.id}\t{event.type}\t{event.data}", file=self.out, flush=True)
+    stream_url = f"{url}/sessions/{session}/events"
+    async with SSEClient(
+        stream_url, token=token, last_event_id=last_event_id, max_retries=None
+    ) as client:
+        client.on(ANY_EVENT, show)
+        client.on_connection_change(report)
+        await enough.wait()
+    if failed:
+        raise CommandError(f"stream refused: {client.last_error}")
