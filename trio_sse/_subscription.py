@@ -89,6 +89,29 @@ class Subscription:
             resumed after exactly). A poll returns it as the next cursor.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_counters",
+        "_delivered",
+        "_drop_policy",
+        "_dropped_pending",
+        "_dropped_total",
+        "_in_channel",
+        "_max_queue_bytes",
+        "_max_queue_size",
+        "_on_close",
+        "_queued",
+        "_queued_bytes",
+        "_ready",
+        "_receive",
+        "_send",
+        "_waiting_since",
+        "_wake_pending",
+        "close_reason",
+        "last_event_id",
+        "session_id",
+    )
+
     def __init__(
         self,
         session_id: str,
