@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from trio_sse import RunningServer, ServerSettings, serve
+from trio_sse import BroadcasterConfig, RunningServer, ServerSettings, serve
 from trio_sse._fastpath import stream_request
 from trio_sse.protocol import EventStreamParser
 
@@ -57,11 +57,13 @@ def test_anything_else_is_left_to_hypercorn(head: bytes) -> None:
 
 
 @asynccontextmanager
-async def running(**overrides: object) -> AsyncIterator[RunningServer]:
+async def running(
+    config: BroadcasterConfig | None = None, **overrides: object
+) -> AsyncIterator[RunningServer]:
     settings = ServerSettings(port=0, auth_publish=False, heartbeat_interval=0.3, **overrides)  # type: ignore[arg-type]
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        server: RunningServer = await nursery.start(partial(serve, None, settings, stop=stop))
+        server: RunningServer = await nursery.start(partial(serve, config, settings, stop=stop))
         yield server
         stop.set()
 
@@ -159,3 +161,32 @@ async def test_a_request_body_read_with_the_head_is_replayed_to_hypercorn() -> N
                 data = await read_until(stream, b"}")
         assert data.startswith(b"HTTP/1.1 202")
         assert server.broadcaster.get_stats()["metrics"]["eventsPublished"] == 1
+
+
+@pytest.mark.real_time
+async def test_the_lean_path_writes_at_once_and_batches_what_the_socket_cannot_take() -> None:
+    """While the socket takes data, each event is written by the publisher at once (no wake-up
+    of the stream's task); once the client's buffers are full, events queue and go out
+    together. Either way: every event once, in order."""
+    count, size = 200, 20_000
+    config = BroadcasterConfig(max_queue_bytes=8 << 20)  # room for all of them in the queue
+    with trio.fail_after(15):
+        async with running(config) as server:
+            sock = trio.socket.socket()
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+            await sock.connect((server.host, server.port))
+            stream = trio.SocketStream(sock)
+            async with stream:
+                await stream.send_all(b"GET /sessions/s/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = await read_until(stream, b"retry: 3000\n\n\r\n")
+                for n in range(count):  # nobody reads: the socket fills up, then events queue
+                    await server.broadcaster.publish("s", "t", f"{n:05d}" + "x" * size)
+                queued = server.broadcaster.get_stats()["queuedEvents"]
+                data += await read_until(stream, b"%05d" % (count - 1), limit=1 << 26)
+                data += await read_until(stream, b"\n\n", limit=1 << 26)
+    body = data.partition(b"\r\n\r\n")[2]
+    chunk_count = body.count(b"\r\n") // 2
+    events = EventStreamParser().feed(dechunk(body))
+    assert [e.data[:5] for e in events] == [f"{n:05d}" for n in range(count)]
+    assert 0 < queued < count  # some were written at once, some had to wait
+    assert chunk_count < count + 1  # the queued ones went out together

@@ -150,14 +150,18 @@ async def test_a_cursor_that_cannot_resume_gets_a_reset_event_then_the_history(
 
 
 async def test_events_queued_while_the_client_is_busy_arrive_batched() -> None:
+    """Through the ASGI path (a kept-alive connection); tests/test_fastpath.py checks the lean
+    path, which writes an event at once while the socket takes it, and batches otherwise."""
     count = 50
-    async with running_server() as h, h.stream("s") as stream:
-        await read_at_least(stream, len(b"retry: 3000\n\n"))
-        chunks_before = stream.chunk_count
-        for n in range(count):  # in-process, while the client reads nothing
-            await h.broadcaster.publish("s", "message", n)
-        events = await stream.events(count)
-        chunks = stream.chunk_count - chunks_before
+    async with running_server() as h:
+        assert (await h.client.get("/healthz")).status_code == 200  # keep this connection
+        async with h.stream("s") as stream:
+            await read_at_least(stream, len(b"retry: 3000\n\n"))
+            chunks_before = stream.chunk_count
+            for n in range(count):  # in-process, while the client reads nothing
+                await h.broadcaster.publish("s", "message", n)
+            events = await stream.events(count)
+            chunks = stream.chunk_count - chunks_before
     assert [event.data for event in events] == [str(n) for n in range(count)]
     assert chunks < count, "several queued events go out in one write"
 

@@ -13,6 +13,7 @@ already read replayed in front of the socket, so Quart serves it exactly as befo
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
@@ -63,6 +64,8 @@ class SocketTransport:
         self._stream = stream
         self._head_only = head_only
         self._chunked = False
+        self._unsent = b""  # the tail of a direct write the kernel did not take
+        self._fd = stream.socket.fileno()
 
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self._chunked = status == 200 and not self._head_only
@@ -74,11 +77,38 @@ class SocketTransport:
         await self._stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
 
     async def write(self, data: bytes) -> None:
-        if not data or self._head_only:
+        if self._head_only:
             return
-        if self._chunked:
+        if data and self._chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        await self._stream.send_all(data)
+        data, self._unsent = self._unsent + data, b""
+        if data:
+            await self._stream.send_all(data)
+
+    def write_nowait(self, data: bytes, flush_later: Callable[[], None]) -> bool:
+        """Write one event now, from the publisher's task, without blocking or switching.
+
+        Only called while the stream's writer waits idle (nothing queued, nothing being
+        written). Returns False if the socket takes nothing now (the event is then queued as
+        usual). If the kernel takes part of it, the rest is kept and ``flush_later`` wakes the
+        writer to send it before anything else.
+        """
+        if self._unsent or not self._chunked:
+            return False
+        framed = b"%x\r\n%b\r\n" % (len(data), data)
+        try:
+            sent = os.write(self._fd, framed)
+        except OSError:  # EAGAIN, or the peer is gone: the writer will find out
+            return False
+        if sent < len(framed):
+            self._unsent = framed[sent:]
+            flush_later()
+        return True
+
+    @property
+    def flushing(self) -> bool:
+        """A direct write left bytes that the next :meth:`write` sends first."""
+        return bool(self._unsent)
 
     async def finish(self) -> None:
         if self._chunked:

@@ -35,7 +35,7 @@ from ._http import (
     translate,
     unavailable,
 )
-from ._protocol import encode_comment, encode_retry
+from ._protocol import SSEEvent, encode_comment, encode_retry
 from ._settings import ServerSettings
 from ._subscription import CloseReason, Subscription
 
@@ -134,6 +134,16 @@ class StreamEndpoint:
     async def _pump(self, sub: Subscription, transport: Transport) -> None:
         beat = _Beat(sub, trio.current_time())
         self._beats.add(beat)
+        direct_write = getattr(transport, "write_nowait", None)
+        if direct_write is not None:
+
+            def direct(event: SSEEvent) -> bool:
+                taken: bool = direct_write(event.encoded, sub.wake)
+                if taken:
+                    beat.last_write = trio.current_time()
+                return taken
+
+            sub.direct = direct
         try:
             await transport.write(encode_retry(self.settings.retry_ms))
             while True:
@@ -141,10 +151,16 @@ class StreamEndpoint:
                     batch = await sub.receive_batch()  # [] when the heartbeat task wakes it
                 except trio.EndOfChannel:
                     break
-                await transport.write(b"".join(e.encoded for e in batch) if batch else HEARTBEAT)
+                if batch:
+                    await transport.write(b"".join(e.encoded for e in batch))
+                else:  # woken: flush what a direct write left over, else a heartbeat
+                    await transport.write(
+                        b"" if getattr(transport, "flushing", False) else HEARTBEAT
+                    )
                 beat.last_write = trio.current_time()
             await transport.write(self._farewell(sub.close_reason))
         finally:
+            sub.direct = None
             self._beats.discard(beat)
 
     async def run_heartbeats(

@@ -100,6 +100,7 @@ class Subscription:
         "_max_queue_bytes",
         "_max_queue_size",
         "_on_close",
+        "_parked",
         "_queued",
         "_queued_bytes",
         "_ready",
@@ -108,6 +109,7 @@ class Subscription:
         "_waiting_since",
         "_wake_pending",
         "close_reason",
+        "direct",
         "last_event_id",
         "session_id",
     )
@@ -133,6 +135,10 @@ class Subscription:
         self._max_queue_size = config.max_queue_size
         self._in_channel = 0  # events (not wake markers) in the channel
         self._wake_pending = False
+        self._parked = False
+        self.direct: Callable[[SSEEvent], bool] | None = None
+        """Optional fast delivery, tried while the reader waits with nothing queued (a server
+        writing straight to a socket): returns True if it took the event, False to queue it."""
         self._max_queue_bytes = config.max_queue_bytes
         self._drop_policy = config.slow_consumer_policy == "drop"
         self._counters = counters
@@ -174,10 +180,13 @@ class Subscription:
             await trio.lowlevel.checkpoint()
             if self._ready:  # else: closed while we yielded; the channel says so below
                 return self._ready[-1]
+        self._parked = True  # nothing left to read: a direct writer may deliver meanwhile
         try:
             item = await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise trio.EndOfChannel from None
+        finally:
+            self._parked = False
         if item is _WAKE:
             self._wake_pending = False
         return item
@@ -262,6 +271,20 @@ class Subscription:
 
     def _offer(self, event: SSEEvent, size: int, now: float) -> bool:
         """Queue ``event`` without blocking; False means: disconnect this slow consumer."""
+        # The reader waits with nothing queued or in hand (_queued counts an item it took but
+        # has not consumed yet): hand the event over without waking it, if ``direct`` can.
+        if (
+            self._parked
+            and not self._queued
+            and not self._dropped_pending
+            and self.direct is not None
+            and self.direct(event)
+        ):
+            self._delivered += 1
+            self._counters.events_delivered += 1
+            if event.id is not None:
+                self.last_event_id = event.id
+            return True
         if self._queued_bytes + size > self._max_queue_bytes:
             return self._full()
         if self._in_channel >= self._max_queue_size:
