@@ -56,23 +56,31 @@ async def wait_until(
 async def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send ``request`` as it is on a new connection; read one response with a known length."""
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        await stream.send_all(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = await stream.receive_some()
-            assert chunk, f"the connection closed before a response: {data!r}"
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers["content-length"])
-        while len(body) < length:
-            chunk = await stream.receive_some()
-            assert chunk, "the connection closed in the middle of the body"
-            body += chunk
+        return await exchange_on(stream, request)
+
+
+async def exchange_on(
+    stream: trio.SocketStream, request: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` on ``stream``; read one response with a known length (status, headers
+    with lower-case names, body). The connection stays usable for the next request."""
+    await stream.send_all(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some()
+        assert chunk, f"the connection closed before a response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = await stream.receive_some()
+        assert chunk, "the connection closed in the middle of the body"
+        body += chunk
     return int(status_line.split()[1]), headers, body
 
 

@@ -19,6 +19,8 @@ import trio
 
 from trio_sse import RunningServer, ServerSettings, serve
 
+from .server_helpers import exchange_on
+
 pytestmark = pytest.mark.real_time
 
 BODY = b'{"type":"t","data":1}'
@@ -44,24 +46,10 @@ async def running(**settings: Any) -> AsyncIterator[tuple[RunningServer, trio.Ev
             stop.set()
 
 
-async def exchange(stream: trio.SocketStream, request: bytes) -> tuple[int, dict[bytes, bytes]]:
+async def exchange(stream: trio.SocketStream, request: bytes) -> tuple[int, dict[str, str]]:
     """Send one request, read its whole response; the status and headers."""
-    await stream.send_all(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some()
-        assert chunk, f"connection closed before a response: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.split(b"\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    assert b"content-length" in headers, headers  # every route here answers with a length
-    while len(body) < int(headers[b"content-length"]):
-        body += await stream.receive_some()
-    return int(status_line.split()[1]), headers
+    status, headers, _ = await exchange_on(stream, request)
+    return status, headers
 
 
 async def seconds_until_eof(stream: trio.SocketStream, limit: float) -> float:
@@ -110,7 +98,7 @@ async def test_connection_is_closed_right_after_the_response_when_asked(
             async with stream:
                 status, headers = await exchange(stream, request_bytes)
                 assert status in (200, 202)
-                assert headers.get(b"connection") == b"close"
+                assert headers.get("connection") == "close"
                 waited = await seconds_until_eof(stream, limit=2)
     assert waited < 0.5
 
