@@ -60,6 +60,8 @@ class ReplayStream(trio.abc.HalfCloseableStream):
 class SocketTransport:
     """A stream response written straight to the socket (chunked), closed at the end."""
 
+    can_write_nowait = True
+
     def __init__(self, stream: trio.SocketStream, *, head_only: bool) -> None:
         self._stream = stream
         self._head_only = head_only

@@ -134,11 +134,10 @@ class StreamEndpoint:
     async def _pump(self, sub: Subscription, transport: Transport) -> None:
         beat = _Beat(sub, trio.current_time())
         self._beats.add(beat)
-        direct_write = getattr(transport, "write_nowait", None)
-        if direct_write is not None:
+        if transport.can_write_nowait:
 
             def direct(event: SSEEvent) -> bool:
-                taken: bool = direct_write(event.encoded, sub.wake)
+                taken = transport.write_nowait(event.encoded, sub.wake)
                 if taken:
                     beat.last_write = trio.current_time()
                 return taken
@@ -154,9 +153,7 @@ class StreamEndpoint:
                 if batch:
                     await transport.write(b"".join(e.encoded for e in batch))
                 else:  # woken: flush what a direct write left over, else a heartbeat
-                    await transport.write(
-                        b"" if getattr(transport, "flushing", False) else HEARTBEAT
-                    )
+                    await transport.write(b"" if transport.flushing else HEARTBEAT)
                 beat.last_write = trio.current_time()
             await transport.write(self._farewell(sub.close_reason))
         finally:
@@ -232,14 +229,26 @@ class StreamRequest:
 class Transport(Protocol):
     """How a stream's response reaches the client."""
 
+    can_write_nowait: bool
+    """Whether :meth:`write_nowait` can ever take an event (a socket can; ASGI cannot)."""
+
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None: ...
     async def write(self, data: bytes) -> None: ...
     async def finish(self) -> None: ...
     async def wait_disconnect(self) -> None: ...
+    def write_nowait(self, data: bytes, flush_later: Callable[[], None]) -> bool: ...
+
+    @property
+    def flushing(self) -> bool:
+        """Bytes of a direct write wait to be sent by the next :meth:`write`."""
+        ...
 
 
 class ASGITransport:
     """A response through ASGI ``send``; disconnects from ASGI ``receive``."""
+
+    can_write_nowait = False
+    flushing = False
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -259,6 +268,9 @@ class ASGITransport:
     async def wait_disconnect(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+
+    def write_nowait(self, data: bytes, flush_later: Callable[[], None]) -> bool:
+        return False
 
 
 async def _cancel_on_disconnect(transport: Transport, scope: trio.CancelScope) -> None:
