@@ -165,7 +165,7 @@ async def handle_connection(
 ) -> None:
     """Serve one accepted connection: a stream here, anything else through Hypercorn."""
     head = b""
-    with suppress_gone():
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         head = await read_head(stream)
     if not head:
         await stream.aclose()
@@ -180,7 +180,3 @@ async def handle_connection(
             await endpoint.serve(request, transport)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client left (or its socket timed out); the subscription is closed
-
-
-def suppress_gone() -> contextlib.suppress:
-    return contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError)
