@@ -65,12 +65,12 @@ def create_app(
     _routes(app, endpoint)
 
     @app.before_serving
-    async def start_heartbeats() -> None:
-        await app.nursery.start(endpoint.run_heartbeats)
+    async def start_stream_tasks() -> None:
+        await app.nursery.start(endpoint.run)
 
     @app.after_serving
-    async def stop_heartbeats() -> None:
-        endpoint.stop_heartbeats()
+    async def stop_stream_tasks() -> None:
+        endpoint.stop()
 
     return app
 
@@ -170,7 +170,11 @@ def _routes(app: Quart, endpoint: StreamEndpoint) -> None:
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
-        return {**broadcaster.get_stats(), "activeConnections": endpoint.active.value}
+        return {
+            **broadcaster.get_stats(),
+            "activeConnections": endpoint.active.value,
+            "streamWrites": endpoint.write_stats(),
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:

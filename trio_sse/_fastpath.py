@@ -21,9 +21,13 @@ from urllib.parse import unquote
 import h11
 import trio
 
+from ._coalesce import WriteCoalescer
+from ._hangup import HangupWatcher
 from ._stream import StreamEndpoint, StreamRequest
 
 MAX_HEAD_BYTES = 16 * 1024
+PENDING_LIMIT = 64 * 1024
+"""Bytes handed over by publishers that a stream holds until a flush; beyond, events queue."""
 HEAD_TIMEOUT = 10.0
 STREAM_TARGET = re.compile(rb"/sessions/([^/?#]+)/events(?:\?([^#]*))?")
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden"}
@@ -58,15 +62,32 @@ class ReplayStream(trio.abc.HalfCloseableStream):
 
 
 class SocketTransport:
-    """A stream response written straight to the socket (chunked), closed at the end."""
+    """A stream response written straight to the socket (chunked), closed at the end.
+
+    Bytes reach the socket three ways, always in order: what a direct write left unsent, then
+    what publishers handed over since the last flush (``_pending``), then what the writer task
+    writes itself.
+    """
 
     can_write_nowait = True
 
-    def __init__(self, stream: trio.SocketStream, *, head_only: bool) -> None:
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        coalescer: WriteCoalescer,
+        hangups: HangupWatcher,
+        *,
+        head_only: bool,
+    ) -> None:
         self._stream = stream
+        self._coalescer = coalescer
+        self._hangups = hangups
         self._head_only = head_only
         self._chunked = False
-        self._unsent = b""  # the tail of a direct write the kernel did not take
+        self._pending: list[bytes] = []  # events handed over, for the coalescer's next pass
+        self._pending_bytes = 0
+        self._unsent = b""  # the tail of a flush the kernel did not take
+        self._flush_later: Callable[[], None] = _nothing
         self._fd = stream.socket.fileno()
 
     async def start(self, status: int, headers: list[tuple[str, str]]) -> None:
@@ -81,40 +102,74 @@ class SocketTransport:
     async def write(self, data: bytes) -> None:
         if self._head_only:
             return
-        if data and self._chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        data, self._unsent = self._unsent + data, b""
+        data = self._unsent + self._take_pending() + self._frame(data)
+        self._unsent = b""
         if data:
             await self._stream.send_all(data)
 
     def write_nowait(self, data: bytes, flush_later: Callable[[], None]) -> bool:
-        """Write one event now, from the publisher's task, without blocking or switching.
+        """Take one event for the socket, from the publisher's task, without blocking.
 
         Only called while the stream's writer waits idle (nothing queued, nothing being
-        written). Returns False if the socket takes nothing now (the event is then queued as
-        usual). If the kernel takes part of it, the rest is kept and ``flush_later`` wakes the
-        writer to send it before anything else.
+        written). The coalescer writes it together with whatever else was handed over before
+        its next flush. Returns False (the event is then queued as usual) while an earlier
+        flush is not fully sent, or past ``PENDING_LIMIT`` bytes. If the kernel takes only part
+        of a flush, the rest is kept and ``flush_later`` wakes the writer to send it first.
         """
-        if self._unsent or not self._chunked:
+        if self._unsent or not self._chunked or self._pending_bytes + len(data) > PENDING_LIMIT:
             return False
-        framed = b"%x\r\n%b\r\n" % (len(data), data)
-        try:
-            sent = os.write(self._fd, framed)
-        except OSError:  # EAGAIN, or the peer is gone: the writer will find out
-            return False
-        if sent < len(framed):
-            self._unsent = framed[sent:]
-            flush_later()
+        self._coalescer.hand_over(self, len(data), first=not self._pending)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._flush_later = flush_later
         return True
+
+    def flush(self) -> None:
+        """Write what was handed over, in one non-blocking write (the coalescer calls it)."""
+        if not self._pending:
+            return  # the writer took it, or the stream ended
+        data = self._take_pending()
+        try:
+            sent = os.write(self._fd, data)
+        except OSError:  # EAGAIN, or the peer is gone: the writer will find out
+            sent = 0
+        if sent < len(data):
+            self._unsent = data[sent:]
+            self._flush_later()
+
+    def _take_pending(self) -> bytes:
+        if not self._pending:
+            return b""
+        data = self._frame(b"".join(self._pending))
+        self._drop_pending()
+        return data
+
+    def _drop_pending(self) -> None:
+        self._coalescer.pending_bytes -= self._pending_bytes
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def _frame(self, data: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(data), data) if data and self._chunked else data
 
     @property
     def flushing(self) -> bool:
-        """A direct write left bytes that the next :meth:`write` sends first."""
-        return bool(self._unsent)
+        """Bytes handed over or left unsent wait for the next :meth:`write`."""
+        return bool(self._unsent or self._pending)
+
+    def close(self) -> None:
+        """Forget what was not written and stop watching for a hangup: the socket is about to
+        close, and its fd may be reused by the next connection."""
+        self._drop_pending()
+        self._chunked = False
+        self._hangups.unwatch(self._fd)
 
     async def finish(self) -> None:
         if self._chunked:
             await self._stream.send_all(b"0\r\n\r\n")
+
+    def watch_disconnect(self, on_disconnect: Callable[[], None]) -> bool:
+        return self._hangups.watch(self._fd, on_disconnect)
 
     async def wait_disconnect(self) -> None:
         try:
@@ -122,6 +177,10 @@ class SocketTransport:
                 pass  # a client sends nothing more after its GET; ignore what it does send
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+
+def _nothing() -> None:
+    pass
 
 
 def stream_request(head: bytes) -> StreamRequest | None:
@@ -174,9 +233,13 @@ async def handle_connection(
     if request is None:
         await hypercorn_handler(ReplayStream(stream, head))
         return
-    transport = SocketTransport(stream, head_only=request.method == "HEAD")
+    transport = SocketTransport(
+        stream, endpoint.coalescer, endpoint.hangups, head_only=request.method == "HEAD"
+    )
     async with stream:
         try:
             await endpoint.serve(request, transport)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client left (or its socket timed out); the subscription is closed
+        finally:
+            transport.close()

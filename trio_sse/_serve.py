@@ -95,7 +95,8 @@ async def _serve_connections(
     As ``hypercorn.trio.run.worker_serve`` does: run the ASGI lifespan, accept until the
     shutdown trigger returns, then give open connections ``graceful_timeout`` to finish. Each
     accepted connection goes to :func:`~trio_sse._fastpath.handle_connection`, which serves
-    event streams itself and hands everything else to Hypercorn's ``TCPServer``.
+    event streams itself (their publishers' writes coalesced by one task, ``_coalesce.py``)
+    and hands everything else to Hypercorn's ``TCPServer``.
     """
     config = _hypercorn_config(settings)
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")

@@ -1,13 +1,16 @@
-"""The SSE stream endpoint, served as a lean ASGI handler in front of the Quart app.
+"""The SSE stream endpoint, transport-neutral: a socket on the lean path, or ASGI.
 
 ``GET /sessions/{id}/events`` is the one long-lived route, so it skips the framework's
 per-chunk machinery: it subscribes, writes the ``retry:`` field, then loops on
 ``receive_batch`` so that every event already queued goes out in one send, writing a heartbeat
-comment when the stream has been quiet for ``heartbeat_interval``. A second task watches the
-ASGI ``receive`` channel and cancels the stream the moment the server reports a disconnect;
-heartbeat writes (with ``TCP_USER_TIMEOUT`` on the socket, see ``_serve.py``) catch the peers
+comment when the stream has been quiet for ``heartbeat_interval``. While it waits idle, a
+socket transport takes events from the publisher directly, for the server's write coalescer
+(``_coalesce.py``). The stream ends the moment its client leaves: the server's hang-up watcher
+(``_hangup.py``) says so for sockets; over ASGI a second task waits for ``http.disconnect``.
+Heartbeat writes (with ``TCP_USER_TIMEOUT`` on the socket, see ``_serve.py``) catch the peers
 that vanish without a word. When the broadcaster shuts down, each stream is told to come back
-after a jittered ``retry:`` and ends cleanly.
+after a jittered ``retry:`` and ends cleanly. The tasks all streams share (heartbeats,
+coalescing, hang-ups) run in :meth:`StreamEndpoint.run`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from trio_util import AsyncValue
 
 from ._auth import Action, AuthError, Authorizer
 from ._broadcaster import Broadcaster
+from ._coalesce import WriteCoalescer
 from ._exceptions import TrioSSEError
+from ._hangup import HangupWatcher
 from ._http import (
     HTTPError,
     bearer_token,
@@ -64,9 +69,13 @@ class StreamEndpoint:
         self.authorizer = authorizer
         self.active = AsyncValue(0)
         """Streams and long polls open now."""
+        self.coalescer = WriteCoalescer()
+        """Flushes what publishers hand to socket transports (see ``_coalesce.py``)."""
+        self.hangups = HangupWatcher()
+        """Notices socket transports' clients leaving (see ``_hangup.py``)."""
         self._random = random.Random()
         self._beats: set[_Beat] = set()
-        self._heartbeats = trio.CancelScope()
+        self._tasks = trio.CancelScope()
 
     def route(self, scope: Scope) -> str | None:
         """The session id if ``scope`` is a stream request, else None."""
@@ -126,7 +135,12 @@ class StreamEndpoint:
         return _Slot(self.active, self.settings.max_connections)
 
     async def _serve(self, sub: Subscription, transport: Transport) -> None:
-        async with trio.open_nursery() as nursery:
+        """Pump events until the subscription ends or the client leaves."""
+        with trio.CancelScope() as leaving:
+            if transport.watch_disconnect(leaving.cancel):  # one task watches every socket
+                await self._pump(sub, transport)
+                return
+        async with trio.open_nursery() as nursery:  # this transport needs a task to watch it
             nursery.start_soon(_cancel_on_disconnect, transport, nursery.cancel_scope)
             await self._pump(sub, transport)
             nursery.cancel_scope.cancel()
@@ -160,9 +174,20 @@ class StreamEndpoint:
             sub.direct = None
             self._beats.discard(beat)
 
-    async def run_heartbeats(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the tasks all streams share (heartbeats, write coalescing) until :meth:`stop`."""
+        with trio.CancelScope() as self._tasks:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.coalescer.run)
+                await nursery.start(self.hangups.run)
+                await nursery.start(self._run_heartbeats)
+                task_status.started()
+
+    def stop(self) -> None:
+        """End :meth:`run`."""
+        self._tasks.cancel()
+
+    async def _run_heartbeats(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Wake every stream quiet for ``heartbeat_interval``; look every tenth of it.
 
         One task for all streams instead of a timer per stream and per write (a cancel scope
@@ -170,18 +195,23 @@ class StreamEndpoint:
         comment between 1 and 1.1 ``heartbeat_interval`` after its last write.
         """
         interval = self.settings.heartbeat_interval
-        with trio.CancelScope() as self._heartbeats:
-            task_status.started()
-            while True:
-                await trio.sleep(interval / 10)
-                quiet_since = trio.current_time() - interval
-                for beat in list(self._beats):
-                    if beat.last_write <= quiet_since:
-                        beat.subscription.wake()
+        task_status.started()
+        while True:
+            await trio.sleep(interval / 10)
+            quiet_since = trio.current_time() - interval
+            for beat in list(self._beats):
+                if beat.last_write <= quiet_since:
+                    beat.subscription.wake()
 
-    def stop_heartbeats(self) -> None:
-        """End :meth:`run_heartbeats`."""
-        self._heartbeats.cancel()
+    def write_stats(self) -> dict[str, int]:
+        """Events publishers handed straight to sockets, the writes that carried them, and the
+        bytes waiting for the next write."""
+        coalescer = self.coalescer
+        return {
+            "eventsHandedOver": coalescer.events,
+            "coalescedWrites": coalescer.flushes,
+            "pendingBytes": coalescer.pending_bytes,
+        }
 
     def _farewell(self, reason: CloseReason | None) -> bytes:
         if reason is CloseReason.SHUTDOWN:
@@ -236,6 +266,11 @@ class Transport(Protocol):
     async def write(self, data: bytes) -> None: ...
     async def finish(self) -> None: ...
     async def wait_disconnect(self) -> None: ...
+    def watch_disconnect(self, on_disconnect: Callable[[], None]) -> bool:
+        """Have ``on_disconnect`` called when the client leaves, without a task; False if
+        :meth:`wait_disconnect` must be waited on instead."""
+        ...
+
     def write_nowait(self, data: bytes, flush_later: Callable[[], None]) -> bool: ...
 
     @property
@@ -270,6 +305,9 @@ class ASGITransport:
             pass
 
     def write_nowait(self, data: bytes, flush_later: Callable[[], None]) -> bool:
+        return False
+
+    def watch_disconnect(self, on_disconnect: Callable[[], None]) -> bool:
         return False
 
 
