@@ -2,14 +2,21 @@
 
 Run from the project root, after ``pip install -e '.[bench]'``::
 
-    .venv/bin/python benchmarks/compare.py           # full run, about 5-6 minutes
-    .venv/bin/python benchmarks/compare.py --quick   # smoke check, about 1-1.5 minutes
+    .venv/bin/python benchmarks/compare.py           # full run, about 2 minutes
+    .venv/bin/python benchmarks/compare.py --quick   # smoke check, under 40 s
     .venv/bin/python benchmarks/compare.py --servers trio-sse,node
+    .venv/bin/python benchmarks/compare.py --audience-processes 2   # streams read by 2
 
 Each server in turn runs in its own child process on 127.0.0.1 and a free port, is probed through
-``/proc`` and driven from this process by ``http_load.py``'s load client (raw-socket streams with
-a real chunked/SSE decoder, httpx publishers), then stopped (SIGTERM, SIGKILL if it hangs)
-whatever happened. The servers (``SERVERS``):
+``/proc`` and driven by ``http_load.py``'s load client, then stopped (SIGTERM, SIGKILL if it
+hangs) whatever happened. The load client is this process (the driver, on trio: httpx publishers,
+``/stats``, the idle and churn streams) and the audience: ``audience.py`` in one child process
+(``--audience-processes N``: N, each its share), which reads the fan-out and latency streams in
+plain Python on ``select.epoll``, with a real chunked/SSE decoder, at about 5-6 CPU-us per read.
+Read by one trio task per stream, as before, those streams cost the client a whole core at about
+50,000 deliveries/s and hid the fastest servers. ``client CPU`` is the audience's CPU time
+(``/proc/<pid>/stat``, every process summed), ``driver CPU`` this process's. The servers
+(``SERVERS``):
 
 - ``trio-sse``: ``trio_sse.serve``, launched exactly as ``http_load.py`` launches it;
 - ``sse-starlette``: ``peers/starlette_server.py``, sse-starlette on uvicorn;
@@ -20,13 +27,14 @@ Scenarios, in order, for each server (``FULL`` / ``QUICK`` hold the sizes):
 
 1. idle: K streams (5,000, or 1,000 if the fd limit is too low; quick: 1,000) that read nothing
    after ``retry:``; server RSS growth / K, 1 s after ``/stats`` shows them all.
-2. fan-out: 1,000 streams, each read by its own task; E events (100; quick: 50) published back
+2. fan-out: 1,000 streams, read by the audience; E events (100; quick: 50) published back
    to back with ``publishers`` (16) POSTs in flight. deliveries/s = 1,000 x E / (first POST until
    the last subscriber has all E); server CPU-us per delivery = the server's CPU over that
    interval (publish requests included) / deliveries. Median of ``fanout_rounds`` (5; quick: 1).
    The full run adds one round of 100 events with 1 POST in flight (each event written alone).
 3. latency: the same streams, 50 events/s for 10 s (quick: 2 s), each POST its own task; latency
-   = arrival ``time.time()`` - the stamp taken just before the POST. p50 / p99 / max. Everything
+   = arrival ``time.time()`` in the audience - the stamp taken just before the POST. p50 / p99 /
+   max. Everything
    stops ``latency_drain`` s after the publishing ends; what did not arrive by then is reported
    (the percentiles are then lower bounds).
 4. churn: 50 workers open a stream, read to ``retry:`` and close it, C cycles (20,000; quick: 500)
@@ -55,7 +63,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -63,8 +71,8 @@ from typing import Any
 
 import httpx
 import trio
+from audience import HOST, raise_fd_limit
 from http_load import (
-    HOST,
     POOL,
     Audience,
     KiB,
@@ -74,6 +82,7 @@ from http_load import (
     Scenario,
     ServerProcess,
     Usage,
+    add_audience_option,
     churn_workers,
     close_streams,
     deliver,
@@ -81,8 +90,7 @@ from http_load import (
     fmt,
     free_port,
     git_state,
-    percentile,
-    raise_fd_limit,
+    open_audience,
     server_warnings,
     warm_up,
 )
@@ -131,6 +139,8 @@ class Plan:
     churn_rate: float
     deadline: float
     """Seconds one server may take for all its scenarios before they are cancelled."""
+    audience_processes: int = 1
+    """Processes reading the ``subscribers`` streams (``audience.py``), each its share."""
 
 
 FULL = Plan(
@@ -181,6 +191,7 @@ def rows(plan: Plan) -> list[Row]:
         Row("fanout_received_pct", "fan-out received, % of expected", "%"),
         Row("fanout_server_cpu_pct", "fan-out server CPU, % of one core", "%"),
         Row("fanout_client_cpu_pct", "fan-out client CPU, % of one core", "%"),
+        Row("fanout_driver_cpu_pct", "fan-out driver CPU, % of one core", "%"),
         Row("deliveries_per_read", "fan-out deliveries per client read", ""),
     ]
     single = [
@@ -253,6 +264,7 @@ async def fanout(client: LoadClient, outcome: Outcome, audience: Audience, plan:
         fanout_received_pct=median([100 * r.received / r.expected for r in rounds]),
         fanout_server_cpu_pct=median([r.busy(r.usage.server_cpu) for r in rounds]),
         fanout_client_cpu_pct=median([r.busy(r.usage.client_cpu) for r in rounds]),
+        fanout_driver_cpu_pct=median([r.busy(r.usage.driver_cpu) for r in rounds]),
         deliveries_per_read=median([r.received / max(r.reads, 1) for r in rounds]),
     )
     for done in rounds:
@@ -272,16 +284,15 @@ async def single_publisher(
 async def latency(client: LoadClient, outcome: Outcome, audience: Audience, plan: Plan) -> None:
     async with Scenario(client, outcome.results, "latency") as scenario:
         count = round(plan.latency_rate * plan.latency_seconds)
-        tally = audience.expect("lat", count, latencies=True)
+        tally = await audience.expect("lat", count, latencies=True)
         publish = client.publish_paced("lat", plan.latency_rate, count)
         limit = plan.latency_seconds + plan.latency_drain
-        done = await deliver(client, tally, publish, len(audience.streams), limit)
+        done = await deliver(client, audience, tally, publish, limit)
         scenario.note_rounds([done])
-    ordered = sorted(tally.latencies or [math.nan])
     outcome.figures.update(
-        latency_p50_ms=percentile(ordered, 0.5) * 1e3,
-        latency_p99_ms=percentile(ordered, 0.99) * 1e3,
-        latency_max_ms=ordered[-1] * 1e3,
+        latency_p50_ms=tally.latency["p50"] * 1e3,
+        latency_p99_ms=tally.latency["p99"] * 1e3,
+        latency_max_ms=tally.latency["max"] * 1e3,
         latency_received_pct=100 * done.received / done.expected,
     )
     outcome.wait(done.usage)
@@ -293,20 +304,12 @@ async def latency(client: LoadClient, outcome: Outcome, audience: Audience, plan
 
 
 async def with_audience(client: LoadClient, outcome: Outcome, plan: Plan) -> None:
-    """Fan-out and latency on the same ``plan.subscribers`` streams."""
-    streams = await client.open_streams(plan.subscribers)
-    audience = Audience(streams, client.anomalies)
-    try:
-        async with trio.open_nursery() as nursery:
-            for stream in streams:
-                nursery.start_soon(audience.listen, stream)
-            await fanout(client, outcome, audience, plan)
-            if plan.single_publisher_events:
-                await single_publisher(client, outcome, audience, plan.single_publisher_events)
-            await latency(client, outcome, audience, plan)
-            nursery.cancel_scope.cancel()
-    finally:
-        await close_streams(streams)
+    """Fan-out and latency on the same ``plan.subscribers`` streams (the audience's)."""
+    async with open_audience(client, plan.subscribers, plan.audience_processes) as audience:
+        await fanout(client, outcome, audience, plan)
+        if plan.single_publisher_events:
+            await single_publisher(client, outcome, audience, plan.single_publisher_events)
+        await latency(client, outcome, audience, plan)
     await client.expect_subscribers(0)
 
 
@@ -458,15 +461,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", type=Path, help="JSON file (default: benchmarks/results/)")
     parser.add_argument("--plot", type=Path, help="PNG file (default: docs/ or results/)")
+    add_audience_option(parser)
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     unknown = sorted(set(names) - set(SERVERS))
     if unknown:
         parser.error(f"unknown servers {unknown}; known: {list(SERVERS)}")
+    if args.audience_processes < 1:
+        parser.error("--audience-processes must be at least 1")
     suffix = "-quick" if args.quick else ""
     output = args.output or RESULTS_DIR / f"compare{suffix}.json"
     plot_path = args.plot or (RESULTS_DIR / "compare-quick.png" if args.quick else PLOT)
-    plan = fit_idle(QUICK if args.quick else FULL)
+    plan = fit_idle(
+        replace(QUICK if args.quick else FULL, audience_processes=args.audience_processes)
+    )
     run: dict[str, Any] = (
         {"load_average_at_start": os.getloadavg()} if args.quick else wait_for_quiet()
     )

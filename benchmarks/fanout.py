@@ -21,6 +21,12 @@ Figures (see ``benchmarks/README.md``):
    to fill; divided by publishes * subscribers.
 3. ``idle bytes/subscriber``: memory traced by ``tracemalloc`` while K subscribers sit idle, with
    and without a task waiting on each.
+4. ``deliveries/s (handed to idle writers)``: the HTTP server's path. Each trio-sse subscriber's
+   task waits in ``receive_batch()`` with a ``Subscription.direct`` hook that takes the event's
+   bytes (as a socket transport does before its write), so no task wakes per delivery; N events
+   are published back to back. The other two columns are the floor of that loop: the publisher
+   appends the encoded bytes to a list per subscriber, with one checkpoint (``asyncio.sleep(0)``)
+   per publish. deliveries = N * subscribers.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class Plan:
     """Figure 2: publishes timed (every queue holds them all)."""
     idle_subscribers: int
     """Figure 3: K."""
+    handed_over: dict[int, int]
+    """Figure 4: N, events published to subscribers whose writers wait idle."""
 
 
 FULL = Plan(
@@ -80,12 +88,14 @@ FULL = Plan(
     events={1: 40_000, 100: 2_500, 10_000: 20},
     publishes={1: 20_000, 100: 10_000, 10_000: 100},
     idle_subscribers=10_000,
+    handed_over={1: 40_000, 100: 5_000, 10_000: 100},
 )
 QUICK = Plan(
     repetitions=1,
     events={1: 4_000, 100: 250, 10_000: 3},
     publishes={1: 2_000, 100: 1_000, 10_000: 10},
     idle_subscribers=10_000,
+    handed_over={1: 4_000, 100: 500, 10_000: 10},
 )
 
 
@@ -172,6 +182,24 @@ async def take_ready(
         while True:
             ready.append(receive_nowait())
     return ready
+
+
+async def append_to_sinks(
+    subscribers: int, events: int, checkpoint: Callable[[], Awaitable[object]]
+) -> float:
+    """The floor of handing events to idle writers: deliveries/s of appending each event's bytes
+    to a list per subscriber, with one ``checkpoint`` per publish (bare trio and naive)."""
+    sinks: list[list[bytes]] = [[] for _ in range(subscribers)]
+    gc.collect()
+    start = time.perf_counter()
+    for seq in range(events):
+        event_bytes = sse_bytes(seq, EVENT_TYPE, DATA)
+        for sink in sinks:
+            sink.append(event_bytes)
+        await checkpoint()
+    elapsed = time.perf_counter() - start
+    expect(all(len(sink) == events for sink in sinks), "every event appended")
+    return events * subscribers / elapsed
 
 
 def start_tracing() -> int:
@@ -320,6 +348,43 @@ async def trio_idle_bytes(count: int, with_tasks: bool) -> float:
         return await trio_idle_subscriptions(broadcaster, count) / count
 
 
+async def trio_parked_reader(
+    broadcaster: trio_sse.Broadcaster,
+    sink: list[bytes],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Wait idle in ``receive_batch()``; the publisher hands each event to ``sink`` meanwhile."""
+
+    def take(event: trio_sse.SSEEvent) -> bool:
+        sink.append(event.encoded)
+        return True
+
+    async with broadcaster.subscribe(SESSION) as subscription:
+        subscription.direct = take
+        task_status.started()
+        expect(await subscription.receive_batch() == [], "nothing queued")
+
+
+async def trio_handover(subscribers: int, events: int) -> float:
+    sinks: list[list[bytes]] = [[] for _ in range(subscribers)]
+    async with (
+        trio_sse.open_broadcaster(trio_config(subscribers)) as broadcaster,
+        trio.open_nursery() as nursery,
+    ):
+        for sink in sinks:
+            await nursery.start(trio_parked_reader, broadcaster, sink)
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(events):
+            await broadcaster.publish(SESSION, EVENT_TYPE, DATA)
+        elapsed = time.perf_counter() - start
+        expect(all(len(sink) == events for sink in sinks), "every event handed over")
+        nursery.cancel_scope.cancel()
+    return events * subscribers / elapsed
+
+
 # -- bare trio ------------------------------------------------------------------------------
 
 
@@ -387,6 +452,10 @@ async def bare_publish_cost(subscribers: int, publishes: int) -> float:
     elapsed = time.perf_counter() - start
     expect(fanout.queued() == publishes * subscribers, "queued")
     return elapsed * 1e9 / (publishes * subscribers)
+
+
+async def bare_handover(subscribers: int, events: int) -> float:
+    return await append_to_sinks(subscribers, events, trio.lowlevel.checkpoint)
 
 
 async def bare_idle_reader(fanout: BareFanout, pacer: Pacer) -> None:
@@ -490,6 +559,10 @@ async def naive_publish_cost(subscribers: int, publishes: int) -> float:
     return elapsed * 1e9 / (publishes * subscribers)
 
 
+async def naive_handover(subscribers: int, events: int) -> float:
+    return await append_to_sinks(subscribers, events, partial(asyncio.sleep, 0))
+
+
 async def naive_idle_reader(queue: asyncio.Queue[bytes], pacer: Pacer) -> None:
     pacer.arrive()
     await queue.get()
@@ -540,7 +613,7 @@ def measure(row: Row, runs: dict[str, Measure], repetitions: int) -> Row:
     for _ in range(repetitions):
         for key in COLUMNS:
             row.runs[key].append(runs[key]())
-    print(f"  {row.figure:<34} {row.subscribers:>6} subscribers done", file=sys.stderr)
+    print(f"  {row.figure:<38} {row.subscribers:>6} subscribers done", file=sys.stderr)
     return row
 
 
@@ -566,6 +639,17 @@ def publish_cost_row(plan: Plan, subscribers: int) -> Row:
         "trio_sse": lambda: trio.run(trio_publish_cost, subscribers, n),
         "bare_trio": lambda: trio.run(bare_publish_cost, subscribers, n),
         "naive_asyncio": lambda: asyncio.run(naive_publish_cost(subscribers, n)),
+    }
+    return measure(row, runs, plan.repetitions)
+
+
+def handover_row(plan: Plan, subscribers: int) -> Row:
+    n = plan.handed_over[subscribers]
+    row = Row("deliveries/s (handed to idle writers)", "deliveries/s", subscribers, {"events": n})
+    runs: dict[str, Measure] = {
+        "trio_sse": lambda: trio.run(trio_handover, subscribers, n),
+        "bare_trio": lambda: trio.run(bare_handover, subscribers, n),
+        "naive_asyncio": lambda: asyncio.run(naive_handover(subscribers, n)),
     }
     return measure(row, runs, plan.repetitions)
 
@@ -608,6 +692,7 @@ def run_all(plan: Plan) -> list[Row]:
     rows = [throughput_row(plan, n, drain) for drain in (False, True) for n in SUBSCRIBER_COUNTS]
     rows += [publish_cost_row(plan, n) for n in SUBSCRIBER_COUNTS]
     rows += [idle_bytes_row(plan, with_tasks) for with_tasks in (False, True)]
+    rows += [handover_row(plan, n) for n in SUBSCRIBER_COUNTS]
     return rows
 
 
@@ -617,11 +702,12 @@ def fmt(value: float, unit: str) -> str:
 
 def table(rows: list[Row]) -> str:
     headings = "".join(f" {heading:>14}" for heading in COLUMNS.values())
-    lines = [f"{'figure':<34} {'subscribers':>11}{headings}"]
+    width = max(len(row.figure) for row in rows)
+    lines = [f"{'figure':<{width}} {'subscribers':>11}{headings}"]
     lines.append("-" * len(lines[0]))
     for row in rows:
         values = "".join(f" {fmt(row.median(key), row.unit):>14}" for key in COLUMNS)
-        lines.append(f"{row.figure:<34} {row.subscribers:>11,}{values}")
+        lines.append(f"{row.figure:<{width}} {row.subscribers:>11,}{values}")
     return "\n".join(lines)
 
 

@@ -1,9 +1,10 @@
-"""End-to-end load benchmark of the HTTP server: a real server process, a load client in this one.
+"""End-to-end load benchmark of the HTTP server: server, driver and audience in their processes.
 
 Run from the project root::
 
-    .venv/bin/python benchmarks/http_load.py          # full run, about 1-2 minutes
-    .venv/bin/python benchmarks/http_load.py --quick  # smoke check, under 40 s
+    .venv/bin/python benchmarks/http_load.py          # full run, under a minute
+    .venv/bin/python benchmarks/http_load.py --quick  # smoke check, under 20 s
+    .venv/bin/python benchmarks/http_load.py --audience-processes 2   # streams read by 2
 
 The server is ``trio_sse.serve`` in a child process (this file run with ``--serve PORT``) on
 127.0.0.1, on a port this process found free: ``auth_publish=False``, ``max_subscribers``,
@@ -12,23 +13,36 @@ every other setting at its default. Its CPU time is read from ``/proc/<pid>/stat
 all its threads, in clock ticks: 10 ms resolution) and its resident memory from
 ``/proc/<pid>/statm``. ``server waiting for a CPU`` is the time its main thread was runnable but
 not running (``/proc/<pid>/schedstat``), as % of the interval: the share of the figures lost to
-other load on the machine (the client included). Both processes raise their soft
+other load on the machine (the client included). Every process raises its soft
 ``RLIMIT_NOFILE`` to the hard limit.
 
-The load client runs here, on trio. Streams are raw trio sockets: it writes
-``GET /sessions/bench/events HTTP/1.1`` by hand, checks for ``200`` and
-``Transfer-Encoding: chunked``, decodes the chunked framing (``ChunkedDecoder``: a chunk's size
-line and closing CRLF are stripped wherever TCP splits them), and splits the decoded body into SSE
-blocks at blank lines (``\\n\\n``; the server writes ``\\n`` line ends and one-line data), keeping
-an incomplete tail for the next read. Counting a marker such as ``\\nid: `` in the raw bytes would
-be cheaper, but is only right while every event sits whole inside one chunk, which depends on how
-the server batches its writes; decoding is right whatever the server does. A block counts as a
-delivery if it is a ``tick`` event of the running scenario (its data starts with the scenario's tag
-and the publish time); ``retry:`` blocks and heartbeat comments are skipped; anything else (a
-``reset``, a ``slow consumer`` comment, a tick of another scenario), a refused or ended stream, is
-counted as an anomaly and reported. Events are published with ``POST /sessions/bench/events``
-over keep-alive httpx connections (up to ``POOL``), data 64 bytes: ``"<tag> <time.time()>
-xxx..."``. Client CPU is this process's ``time.process_time()``.
+The load client is two parts. The driver runs here, on trio: it publishes, polls ``/stats``,
+reads the idle and churn streams itself (raw trio sockets, ``EventStream``) and drives the
+audience. The audience is the subscribers of figures 3-4: ``audience.py`` in a child process
+(``--audience-processes N``: N processes, each its share of the streams), plain Python on
+``select.epoll`` with non-blocking sockets, no trio and no task per stream. One trio task per
+stream cost 94-100% of a core at about 50,000 deliveries/s, so the fastest servers were measured
+as client-bound; the audience reads one event per ``recv`` at about 5-6 CPU-us (150,000+
+deliveries/s on one core), and less per event when several arrive in one read. Both parts write
+``GET /sessions/bench/events HTTP/1.1`` by hand, check for ``200`` and
+``Transfer-Encoding: chunked``, decode the chunked framing (``ChunkedDecoder``, in
+``audience.py``: a chunk's size line and closing CRLF are stripped wherever TCP splits them), and
+split the decoded body into SSE blocks at blank lines (``\\n\\n``; the server writes ``\\n``
+line ends and one-line data), keeping an incomplete tail for the next read. Counting a marker
+such as ``\\nid: `` in the raw bytes would be cheaper, but is only right while every event sits
+whole inside one chunk, which depends on how the server batches its writes; decoding is right
+whatever the server does. A block counts as a delivery if it is a ``tick`` event of the running
+scenario (its data starts with the scenario's tag and the publish time); ``retry:`` blocks and
+heartbeat comments are skipped; anything else (a ``reset``, a ``slow consumer`` comment, a tick
+of another scenario), a refused or ended stream, is counted as an anomaly and reported. The
+driver tells the audience which tag and how many events to expect before it publishes (a line on
+its stdin, acknowledged); the audience answers ``done`` with the ``time.perf_counter()`` at which
+its last stream had them all (CLOCK_MONOTONIC, one clock for every process), and afterwards
+reports its counts, anomalies and latency percentiles (``audience.py`` describes the protocol).
+Events are published with ``POST /sessions/bench/events`` over keep-alive httpx connections (up
+to ``POOL``), data 64 bytes: ``"<tag> <time.time()> xxx..."``. ``client CPU`` is the audience
+processes' CPU time (``/proc/<pid>/stat``, summed); ``driver CPU`` is this process's
+``time.process_time()``.
 
 Figures, in the order they run (numbers for the full run; ``FULL`` and ``QUICK`` hold them):
 
@@ -40,20 +54,21 @@ Figures, in the order they run (numbers for the full run; ``FULL`` and ``QUICK``
 2. publish: ``publish requests/s`` and ``server CPU-us per publish`` send P POSTs with nobody
    subscribed, ``PUBLISHERS`` at a time, back to back. This is the cost of the HTTP publish path
    alone (Quart routing, JSON, ``broadcaster.publish``), used to separate it out of figure 3.
-3. fan-out: ``subscribers`` streams (1,000) are opened, each read by its own task; once ``/stats``
-   shows them all, E events (100; quick: 50) are published back to back, ``PUBLISHERS`` (4) POSTs
-   in flight at a time. ``deliveries/s`` = 1,000 x E / the time from the first POST until the last
+3. fan-out: ``subscribers`` streams (1,000) are opened by the audience; once ``/stats`` shows
+   them all, E events (100; quick: 50) are published back to back, ``PUBLISHERS`` (4) POSTs in
+   flight at a time. ``deliveries/s`` = 1,000 x E / the time from the first POST until the last
    subscriber has all E. ``server CPU-us per delivery (all server work)`` = the server's CPU time
    over that interval / deliveries: the E publish requests are included; the next line first
    subtracts figure 2's CPU per publish for each POST answered. ``events published/s`` is POSTs
-   answered per second, from the first POST to the last answer. ``server CPU`` and ``client CPU``
-   are each process's CPU time over the interval as % of one core: a server near 100% is the
-   bottleneck (it runs on one thread); a client near 100% would mean the figure measures the
-   client. ``deliveries per client socket read`` hints at batching: near 1, each event went out on
-   its own; above 1, the server wrote several per send or sends piled up in the socket before the
-   client read them. Median of ``fanout_rounds`` rounds (3; quick: 1); every round, with its raw
-   counts, is in the JSON. ``received`` must be 100%; the server's ``eventsDelivered`` counter is
-   kept beside it.
+   answered per second, from the first POST to the last answer. ``server CPU``, ``client CPU``
+   (the audience processes, summed) and ``driver CPU`` (this process: publishing) are CPU time
+   over the interval as % of one core: a server near 100% is the bottleneck (it runs on one
+   thread); an audience process near 100% would mean the figure measures the client (then try
+   ``--audience-processes 2``). ``deliveries per client socket read`` hints at batching: near 1,
+   each event went out on its own; above 1, the server wrote several per send or sends piled up
+   in the socket before the audience read them. Median of ``fanout_rounds`` rounds (3; quick: 1);
+   every round, with its raw counts, is in the JSON. ``received`` must be 100%; the server's
+   ``eventsDelivered`` counter is kept beside it.
    batching: the same, one round each with 1, 16 and 64 POSTs in flight (quick: 16). The server
    takes every event already queued for a stream in one write, so the cost per delivery depends
    on how many publishes arrive while it is busy fanning out the previous ones: these rows show
@@ -61,15 +76,17 @@ Figures, in the order they run (numbers for the full run; ``FULL`` and ``QUICK``
 4. latency: the same streams; events are published at 50/s for ``latency_seconds`` (10 s;
    quick: 2 s) on a fixed schedule, each POST its own task (so a slow answer does not delay the
    next; up to ``POOL`` in flight). Each event carries ``time.time()`` taken just before its
-   POST; on arrival, latency = ``time.time()`` after the socket read that completed it minus that
-   stamp (same process, same clock). It includes the publish request (so a server slow to answer
-   POSTs while it fans out adds to it), the fan-out, the socket and the client's own scheduling:
-   p50, p99 and max over every delivery. The other lines are figure 3's, over the first POST to
-   the last delivery. If the server cannot take 50 POSTs/s while it fans out, or deliver 1,000 x
-   50 events/s, latency grows for as long as the publishing lasts. ``latency_seconds`` +
-   ``LATENCY_DRAIN`` (10 s) after the first POST everything stops (POSTs not yet answered are
-   cancelled); what is missing then is reported (``received`` below 100% and a warning: the
-   percentiles cover only what arrived, so they are lower bounds).
+   POST; on arrival, latency = ``time.time()`` in the audience right after the socket read that
+   completed it minus that stamp (same machine, same clock). It includes the publish request (so
+   a server slow to answer POSTs while it fans out adds to it), the fan-out, the socket and the
+   audience's own delay: p50, p99 and max over every delivery (nearest rank, computed in the
+   audience; with several processes the driver merges their samples, in whole microseconds).
+   The other lines are figure 3's, over the first POST to the last delivery. If the server
+   cannot take 50 POSTs/s while it fans out, or deliver 1,000 x 50 events/s, latency grows for
+   as long as the publishing lasts. ``latency_seconds`` + ``LATENCY_DRAIN`` (10 s) after the
+   first POST everything stops (POSTs not yet answered are cancelled); what is missing then is
+   reported (``received`` below 100% and a warning: the percentiles cover only what arrived, so
+   they are lower bounds).
 5. churn: ``CHURN_WORKERS`` tasks each repeatedly open a stream, read until the ``retry:`` block,
    and close it, C cycles in all (quick: 300), while events are published at 20/s.
    ``cycles/s`` counts completed cycles over the elapsed time; ``server CPU-us per cycle`` is CPU
@@ -82,8 +99,8 @@ After each scenario the non-zero changes of the server's ``/stats`` counters are
 JSON; slow-consumer disconnects, dropped events and stale-subscriber removals are printed as
 warnings, as are client anomalies, server log lines at WARNING or above, and intervals in which
 the server waited for a CPU more than ``CONTENTION`` (10%) of the time. Everything is on loopback
-on one (shared, 2-core) machine: the load client competes with the server for CPU, and other load
-shows up directly in the figures. Compare figures from the same run.
+on one (shared, 2-core) machine: the audience and the driver compete with the server for CPU, and
+other load shows up directly in the figures. Compare figures from the same run.
 """
 
 from __future__ import annotations
@@ -94,7 +111,6 @@ import logging
 import math
 import os
 import platform
-import resource
 import signal
 import socket
 import statistics
@@ -104,23 +120,34 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import trio
+from audience import (
+    HOST,
+    OPEN_CONCURRENCY,
+    RETRY,
+    STREAM_PATH,
+    STREAM_REQUEST,
+    ChunkedDecoder,
+    StreamError,
+    check_head,
+    percentile,
+    raise_fd_limit,
+    unpack_latencies,
+)
 
 from trio_sse import BroadcasterConfig, ServerSettings, serve
 
-HOST = "127.0.0.1"
-SESSION = "bench"
-STREAM_PATH = f"/sessions/{SESSION}/events"
-STREAM_REQUEST = f"GET {STREAM_PATH} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 DATA_CHARS = 64
 CAPACITY = 5_000
 """max_subscribers, max_subscribers_per_session and max_connections of the server."""
@@ -129,22 +156,20 @@ PUBLISHERS = 4
 POOL = 64
 """Keep-alive connections the client may hold: at least every number of POSTs in flight."""
 CHURN_WORKERS = 50
-OPEN_CONCURRENCY = 64
-"""Streams being opened at once (the server's listen backlog is 1024)."""
 GRACE = 5.0
 """The server's graceful_timeout."""
 RECEIVE_SIZE = 65536
+"""Bytes per read of the streams this process reads itself (idle, churn)."""
 LATENCY_DRAIN = 10.0
 """The latency scenario stops this long after the end of its publishing schedule."""
-TICK = b"event: tick\n"
-DATA_FIELD = b"\ndata: "
-RETRY = b"retry: "
-HEARTBEAT = b":"
 CONTENTION = 0.10
 """Share of an interval the server may wait for a CPU before its figures are flagged."""
 WATCHED = ("slowConsumerDisconnects", "eventsDropped", "staleSubscribersRemoved")
 """Server counters that must not move during a benchmark."""
 ROOT = Path(__file__).resolve().parent.parent
+AUDIENCE = Path(__file__).resolve().parent / "audience.py"
+AUDIENCE_READY = 60.0
+"""Seconds the audience processes may take to open their streams."""
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -169,6 +194,8 @@ class Plan:
     churn_rate: float
     deadline: float
     """Seconds from starting the server until every scenario is cancelled if still running."""
+    audience_processes: int = 1
+    """Processes reading the ``subscribers`` streams (``audience.py``), each its share."""
 
 
 FULL = Plan(
@@ -200,14 +227,6 @@ QUICK = Plan(
 
 
 # -- the server process ---------------------------------------------------------------------
-
-
-def raise_fd_limit(wanted: int = 4096) -> None:
-    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit if it is below ``wanted``."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        target = 65536 if hard == resource.RLIM_INFINITY else hard
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run_server(port: int) -> None:
@@ -242,6 +261,9 @@ class Sample:
     """Seconds the server's main thread spent runnable but waiting for a CPU."""
     server_rss: int
     client_cpu: float
+    """CPU seconds of the audience processes sampled (the client's readers), summed."""
+    driver_cpu: float
+    """CPU seconds of this process (publishing, ``/stats``, the audience's driver)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +274,7 @@ class Usage:
     server_cpu: float
     server_wait: float
     client_cpu: float
+    driver_cpu: float
 
     @classmethod
     def between(cls, start: Sample, end: Sample) -> Usage:
@@ -260,7 +283,15 @@ class Usage:
             end.server_cpu - start.server_cpu,
             end.server_wait - start.server_wait,
             end.client_cpu - start.client_cpu,
+            end.driver_cpu - start.driver_cpu,
         )
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (utime + stime, all threads) of a process, from ``/proc/<pid>/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, "state"
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 class ServerProcess:
@@ -278,14 +309,14 @@ class ServerProcess:
             command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
-    def sample(self) -> Sample:
+    def sample(self, audience: Sequence[int] = ()) -> Sample:
+        """The server's clocks and memory, with the CPU of the ``audience`` processes."""
         pid = self.process.pid
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, "state"
-        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        cpu = process_cpu(pid)
         wait = int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
         rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-        return Sample(time.perf_counter(), cpu, wait, rss, time.process_time())
+        client = sum(process_cpu(reader) for reader in audience)
+        return Sample(time.perf_counter(), cpu, wait, rss, client, time.process_time())
 
     def check_alive(self) -> None:
         code = self.process.poll()
@@ -319,54 +350,11 @@ class ServerProcess:
 # -- reading event streams ------------------------------------------------------------------
 
 
-class StreamError(Exception):
-    """A stream was refused, ended, or broke the protocol."""
-
-
-class ChunkedDecoder:
-    """Incremental decoder of a ``Transfer-Encoding: chunked`` body; keeps a partial line."""
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._left = 0
-        """Data bytes of the current chunk still to come."""
-        self._crlf = False
-        """The CRLF that closes the current chunk's data is still to come."""
-        self.ended = False
-
-    def feed(self, data: bytes) -> bytes:
-        """The body bytes in ``data`` (and in what earlier calls kept back)."""
-        buffer = self._buffer + data if self._buffer else data
-        out: list[bytes] = []
-        pos, end = 0, len(buffer)
-        while not self.ended:
-            if self._left:
-                take = min(self._left, end - pos)
-                out.append(buffer[pos : pos + take])
-                pos += take
-                self._left -= take
-                if self._left:
-                    break
-                self._crlf = True
-            if self._crlf:
-                if end - pos < 2:
-                    break
-                if buffer[pos : pos + 2] != b"\r\n":
-                    raise StreamError(f"chunk not closed by CRLF: {buffer[pos : pos + 20]!r}")
-                pos += 2
-                self._crlf = False
-            line_end = buffer.find(b"\r\n", pos)
-            if line_end < 0:
-                break
-            self._left = int(buffer[pos:line_end].split(b";", 1)[0], 16)
-            pos = line_end + 2
-            self.ended = self._left == 0
-        self._buffer = buffer[pos:]
-        return b"".join(out)
-
-
 class EventStream:
-    """One ``GET /sessions/bench/events`` on a raw socket, read as complete SSE blocks."""
+    """One ``GET /sessions/bench/events`` on a raw trio socket, read as complete SSE blocks.
+
+    For the idle and churn scenarios; fan-out and latency streams are read by the audience.
+    """
 
     def __init__(self, stream: trio.SocketStream, early: bytes) -> None:
         self._stream = stream
@@ -380,7 +368,7 @@ class EventStream:
         try:
             await stream.send_all(STREAM_REQUEST)
             head, rest = await _read_head(stream)
-            _check_head(head, rest)
+            check_head(head, rest)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
@@ -412,86 +400,193 @@ async def _read_head(stream: trio.SocketStream) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def _check_head(head: bytes, rest: bytes) -> None:
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    if status_line.split(" ")[1:2] != ["200"]:
-        raise StreamError(f"{status_line.strip()} {rest[:200]!r}")
-    headers = {
-        k.strip().lower(): v.strip().lower() for k, _, v in (h.partition(":") for h in header_lines)
-    }
-    if headers.get("transfer-encoding") != "chunked":
-        raise StreamError(f"expected a chunked response, got headers {headers}")
+# -- the audience: subscribers read by their own processes ----------------------------------
+
+Message = dict[str, Any]
+LATENCY_KEYS = ("p50", "p99", "max")
 
 
+class AudienceError(Exception):
+    """An audience process failed, exited, or answered out of turn."""
+
+
+@dataclass
 class Tally:
-    """The tick events of one scenario that a group of subscribers received."""
+    """One ``expect`` sent to every audience process, and what they answered."""
 
-    def __init__(
-        self, tag: bytes, expected: int, subscribers: int, anomalies: Counter[str], latencies: bool
-    ) -> None:
-        self.tag = tag
-        self.expected = expected
-        self.pending = subscribers
-        self.total = 0
-        self.reads = 0
-        self.finished_at: float | None = None
-        self.done = trio.Event()
-        self.anomalies = anomalies
-        self.latencies: list[float] | None = [] if latencies else None
-        if subscribers == 0:
-            self.done.set()
+    tag: str
+    expected: int
+    """Ticks of ``tag`` each stream must receive."""
+    latencies: bool
+    pending: int
+    """Audience processes that have not said ``done`` yet."""
+    done: trio.Event = field(default_factory=trio.Event)
+    finished_at: float | None = None
+    """``time.perf_counter()`` when the last stream of the last process had them all."""
+    total: int = 0
+    """Ticks of ``tag`` received, as of the last ``report``."""
+    reads: int = 0
+    """Socket reads that completed at least one SSE block, as of the last ``report``."""
+    latency: dict[str, float] = field(default_factory=dict)
+    """``p50``, ``p99`` and ``max`` in seconds (NaN when none arrived), from ``report``."""
 
-    def record(self, received: int, blocks: list[bytes], now: float) -> int:
-        """Count ``blocks``, read at ``now`` by a subscriber that had ``received``; new count."""
-        before = received
-        self.reads += 1
-        for block in blocks:
-            if block.startswith(TICK):
-                tag, stamp, _ = block[block.index(DATA_FIELD) + len(DATA_FIELD) :].split(b" ", 2)
-                if tag != self.tag:
-                    self.anomalies[f"tick of scenario {tag.decode()!r}"] += 1
-                    continue
-                received += 1
-                if self.latencies is not None:
-                    self.latencies.append(now - float(stamp))
-            elif block != HEARTBEAT and not block.startswith(RETRY):
-                self.anomalies[block.split(b"\n", 1)[0][:60].decode(errors="replace")] += 1
-        self.total += received - before
-        if before < self.expected <= received:
-            self._arrive()
-        return received
-
-    def _arrive(self) -> None:
+    def arrive(self, finished_at: float) -> None:
+        self.finished_at = max(self.finished_at or finished_at, finished_at)
         self.pending -= 1
         if self.pending == 0:
-            self.finished_at = time.perf_counter()
             self.done.set()
+
+
+class AudienceProcess:
+    """One ``audience.py`` child: its pipes, its share of the streams, its answers."""
+
+    def __init__(self, process: trio.Process, streams: int) -> None:
+        self.process = process
+        self.streams = streams
+        self.closing = False
+        self._answers_in, self._answers = trio.open_memory_channel[Message](16)
+
+    @classmethod
+    async def start(cls, port: int, streams: int) -> AudienceProcess:
+        command = [sys.executable, str(AUDIENCE), "--port", str(port), "--streams", str(streams)]
+        pipe = subprocess.PIPE
+        process = await trio.lowlevel.open_process(command, stdin=pipe, stdout=pipe, cwd=ROOT)
+        return cls(process, streams)
+
+    async def tell(self, command: str) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(command.encode() + b"\n")
+
+    async def answer(self, event: str) -> Message:
+        """The next answer, which must be ``event``."""
+        message = await self._answers.receive()
+        if message["event"] != event:
+            raise AudienceError(f"expected {event!r} from the audience, got {message}"[:300])
+        return message
+
+    async def listen(self, on_done: Callable[[Message], None]) -> None:
+        """Read the process's lines: ``done`` goes to ``on_done``, the rest to :meth:`answer`."""
+        async for message in self._messages():
+            if message["event"] == "error":
+                raise AudienceError(f"audience process {self.process.pid}: {message['message']}")
+            if message["event"] == "done":
+                on_done(message)
+            else:
+                await self._answers_in.send(message)
+        if not self.closing:
+            code = await self.process.wait()
+            raise AudienceError(f"audience process {self.process.pid} exited with code {code}")
+
+    async def _messages(self) -> AsyncIterator[Message]:
+        assert self.process.stdout is not None
+        buffer = b""
+        while data := await self.process.stdout.receive_some(RECEIVE_SIZE):
+            *lines, buffer = (buffer + data).split(b"\n")
+            for line in lines:
+                yield json.loads(line)
+
+    async def stop(self) -> None:
+        """Kill the process if it is still running, and reap it."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
 
 
 class Audience:
-    """Open streams, each read by a task that feeds the current :class:`Tally`."""
+    """The subscribers: ``audience.py`` processes, each reading its share of the streams."""
 
-    def __init__(self, streams: list[EventStream], anomalies: Counter[str]) -> None:
-        self.streams = streams
+    def __init__(self, processes: list[AudienceProcess], anomalies: Counter[str]) -> None:
+        self.processes = processes
+        self.streams = sum(process.streams for process in processes)
         self.anomalies = anomalies
-        self.tally = Tally(b"", 0, 0, anomalies, latencies=False)
+        self.tally = Tally("", 0, latencies=False, pending=0)
 
-    def expect(self, tag: str, events: int, *, latencies: bool) -> Tally:
-        self.tally = Tally(tag.encode(), events, len(self.streams), self.anomalies, latencies)
+    @property
+    def pids(self) -> list[int]:
+        return [reader.process.pid for reader in self.processes]
+
+    def on_done(self, message: Message) -> None:
+        if message["tag"] == self.tally.tag:
+            self.tally.arrive(message["finished_at"])
+
+    async def ready(self) -> None:
+        for reader in self.processes:
+            await reader.answer("ready")
+
+    async def expect(self, tag: str, events: int, *, latencies: bool) -> Tally:
+        """Count ``events`` ticks of ``tag`` on every stream from now on; publish after this."""
+        self.tally = Tally(tag, events, latencies, pending=len(self.processes))
+        await self._ask(f"expect {tag} {events} {int(latencies)}", "expecting")
         return self.tally
 
-    async def listen(self, stream: EventStream) -> None:
-        tally, received = self.tally, 0
-        while True:
-            try:
-                blocks = await stream.receive_blocks()
-            except (StreamError, trio.BrokenResourceError) as error:
-                self.anomalies[f"stream ended: {error}"] += 1
-                return
-            if self.tally is not tally:
-                tally, received = self.tally, 0
-            if blocks:
-                received = tally.record(received, blocks, time.time())
+    async def report(self, tally: Tally) -> None:
+        """Fill in ``tally``'s counts and latencies; anomalies are added to ``anomalies``."""
+        samples = tally.latencies and len(self.processes) > 1
+        answers = await self._ask(f"report {int(samples)}", "report")
+        tally.total = sum(answer["total"] for answer in answers)
+        tally.reads = sum(answer["reads"] for answer in answers)
+        for answer in answers:
+            self.anomalies.update(answer["anomalies"])
+        tally.latency = latency_summary(answers, samples)
+
+    async def _ask(self, command: str, event: str) -> list[Message]:
+        for reader in self.processes:
+            await reader.tell(command)
+        return [await reader.answer(event) for reader in self.processes]
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Ask every process to close its streams and exit; wait ``timeout`` s at most."""
+        for reader in self.processes:
+            reader.closing = True
+            await reader.tell("close")
+        with trio.move_on_after(timeout):
+            for reader in self.processes:
+                await reader.process.wait()
+
+
+def latency_summary(answers: list[Message], samples: bool) -> dict[str, float]:
+    """p50, p99 and max over every process's latencies, in seconds (NaN when none arrived)."""
+    if samples:
+        ordered = sorted(chain.from_iterable(unpack_latencies(a["samples"]) for a in answers))
+        if ordered:
+            return dict(zip(LATENCY_KEYS, _spread(ordered), strict=True))
+    elif len(answers) == 1 and answers[0]["count"]:
+        return {key: answers[0][key] for key in LATENCY_KEYS}
+    return dict.fromkeys(LATENCY_KEYS, math.nan)
+
+
+def _spread(ordered: list[float]) -> tuple[float, float, float]:
+    return percentile(ordered, 0.5), percentile(ordered, 0.99), ordered[-1]
+
+
+@asynccontextmanager
+async def open_audience(
+    client: LoadClient, count: int, processes: int = 1
+) -> AsyncIterator[Audience]:
+    """``count`` streams read by ``processes`` audience processes, once the server has them all.
+
+    On the way out the processes are asked to close; any still running is killed, whatever
+    happened.
+    """
+    shares = [count // processes + (n < count % processes) for n in range(processes)]
+    started: list[AudienceProcess] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            for share in shares:
+                started.append(await AudienceProcess.start(client.server.port, share))
+            audience = Audience(started, client.anomalies)
+            for reader in started:
+                nursery.start_soon(reader.listen, audience.on_done)
+            with trio.fail_after(AUDIENCE_READY):
+                await audience.ready()
+            await client.expect_subscribers(count)
+            yield audience
+            await audience.close()
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for reader in started:
+                await reader.stop()
 
 
 # -- the load client ------------------------------------------------------------------------
@@ -685,11 +780,6 @@ class Scenario:
         self.check_contention(worst, " (worst round)" if len(rounds) > 1 else "")
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of a sorted, non-empty list."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 # -- scenarios ------------------------------------------------------------------------------
 
 
@@ -771,23 +861,24 @@ class Round:
 
 
 async def deliver(
-    client: LoadClient, tally: Tally, publish: Awaitable[None], streams: int, limit: float
+    client: LoadClient, audience: Audience, tally: Tally, publish: Awaitable[None], limit: float
 ) -> Round:
     """Publish, and wait until every subscriber has its events: ``limit`` seconds at most."""
     published = client.published
-    start = client.server.sample()
+    start = client.server.sample(audience.pids)
     publish_seconds = limit
     with trio.move_on_after(limit):
         await publish
         publish_seconds = time.perf_counter() - start.wall
         await tally.done.wait()
-    end = client.server.sample()
+    end = client.server.sample(audience.pids)
     seconds = (tally.finished_at or end.wall) - start.wall
     usage = replace(Usage.between(start, end), seconds=seconds)
     await trio.sleep(0.2)  # anything beyond what was expected (duplicates) would arrive by now
-    expected = tally.expected * streams
+    await audience.report(tally)
+    expected = tally.expected * audience.streams
     if tally.total != expected:
-        client.anomalies[f"{tally.tag.decode()}: received {tally.total} of {expected}"] += 1
+        client.anomalies[f"{tally.tag}: received {tally.total} of {expected}"] += 1
     published = client.published - published
     return Round(
         tally.expected,
@@ -823,6 +914,7 @@ def add_rounds(scenario: Scenario, label: str, rounds: list[Round], publish_cpu:
         "%",
     )
     add("client CPU, % of one core", [r.busy(r.usage.client_cpu) for r in rounds], "%")
+    add("driver CPU, % of one core", [r.busy(r.usage.driver_cpu) for r in rounds], "%")
     add("deliveries per client socket read", [r.received / max(r.reads, 1) for r in rounds], "")
     scenario.note_rounds(rounds)
 
@@ -836,9 +928,9 @@ def _per(round: Round, publish_cpu: float) -> float:
 async def fanout_round(
     client: LoadClient, audience: Audience, tag: str, events: int, publishers: int
 ) -> Round:
-    tally = audience.expect(tag, events, latencies=False)
+    tally = await audience.expect(tag, events, latencies=False)
     publish = client.publish_burst(tag, events, publishers)
-    done = await deliver(client, tally, publish, len(audience.streams), 90.0)
+    done = await deliver(client, audience, tally, publish, 90.0)
     await trio.sleep(0.5)
     return done
 
@@ -852,7 +944,7 @@ async def fanout(
             await fanout_round(client, audience, f"f{n}", events, PUBLISHERS)
             for n in range(plan.fanout_rounds)
         ]
-        label = f"{len(audience.streams):,} subscribers x {events} events"
+        label = f"{audience.streams:,} subscribers x {events} events"
         add_rounds(scenario, label, rounds, publish_cpu)
 
 
@@ -877,15 +969,15 @@ async def latency(
 ) -> None:
     async with Scenario(client, results, "latency") as scenario:
         count = round(plan.latency_rate * plan.latency_seconds)
-        tally = audience.expect("lat", count, latencies=True)
+        tally = await audience.expect("lat", count, latencies=True)
         publish = client.publish_paced("lat", plan.latency_rate, count)
         limit = plan.latency_seconds + LATENCY_DRAIN
-        done = await deliver(client, tally, publish, len(audience.streams), limit)
-        ordered = sorted(tally.latencies or [math.nan])
-        label = f"{len(audience.streams):,} subscribers x {plan.latency_rate:g} events/s"
-        scenario.add(f"latency p50 ({label}, {plan.latency_seconds:g} s)", _ms(ordered, 0.5), "ms")
-        scenario.add("latency p99", _ms(ordered, 0.99), "ms")
-        scenario.add("latency max", _ms(ordered, 1.0), "ms")
+        done = await deliver(client, audience, tally, publish, limit)
+        ms = {key: value * 1e3 for key, value in tally.latency.items()}
+        label = f"{audience.streams:,} subscribers x {plan.latency_rate:g} events/s"
+        scenario.add(f"latency p50 ({label}, {plan.latency_seconds:g} s)", ms["p50"], "ms")
+        scenario.add("latency p99", ms["p99"], "ms")
+        scenario.add("latency max", ms["max"], "ms")
         add_rounds(scenario, "over the first publish to the last delivery", [done], publish_cpu)
         if not done.complete:
             scenario.results.warnings.append(
@@ -897,10 +989,6 @@ async def latency(
 
 def _wait(usage: Usage) -> float:
     return 100 * usage.server_wait / usage.seconds
-
-
-def _ms(ordered: list[float], q: float) -> float:
-    return percentile(ordered, q) * 1e3
 
 
 async def churn_cycle(client: LoadClient) -> bool:
@@ -974,17 +1062,11 @@ async def run_all(plan: Plan, server: ServerProcess, results: Results) -> None:
 async def with_audience(
     client: LoadClient, results: Results, plan: Plan, publish_cpu: float
 ) -> None:
-    """Fan-out and latency, on the same ``plan.subscribers`` streams."""
-    streams = await client.open_streams(plan.subscribers)
-    audience = Audience(streams, client.anomalies)
-    async with trio.open_nursery() as nursery:
-        for stream in streams:
-            nursery.start_soon(audience.listen, stream)
+    """Fan-out and latency, on the same ``plan.subscribers`` streams (the audience's)."""
+    async with open_audience(client, plan.subscribers, plan.audience_processes) as audience:
         await fanout(client, results, audience, plan, publish_cpu)
         await batching(client, results, audience, plan)
         await latency(client, results, audience, plan, publish_cpu)
-        nursery.cancel_scope.cancel()
-    await close_streams(streams)
     await client.expect_subscribers(0)
 
 
@@ -1079,16 +1161,30 @@ def benchmark(plan: Plan, results: Results) -> dict[str, Any]:
     return run
 
 
+def add_audience_option(parser: argparse.ArgumentParser) -> None:
+    """``--audience-processes N`` (http_load.py and compare.py)."""
+    parser.add_argument(
+        "--audience-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes reading the fan-out and latency streams (default: 1)",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer events and connections")
     parser.add_argument("--output", type=Path, help="JSON file (default: benchmarks/results/)")
+    add_audience_option(parser)
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
         run_server(args.serve)
         return
-    plan = QUICK if args.quick else FULL
+    if args.audience_processes < 1:
+        parser.error("--audience-processes must be at least 1")
+    plan = replace(QUICK if args.quick else FULL, audience_processes=args.audience_processes)
     output = args.output or RESULTS_DIR / (
         "http_load-quick.json" if args.quick else "http_load.json"
     )
