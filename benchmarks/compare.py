@@ -2,7 +2,7 @@
 
 Run from the project root, after ``pip install -e '.[bench]'``::
 
-    .venv/bin/python benchmarks/compare.py           # full run, about 2 minutes
+    .venv/bin/python benchmarks/compare.py           # full run, about 4 minutes
     .venv/bin/python benchmarks/compare.py --quick   # smoke check, under 40 s
     .venv/bin/python benchmarks/compare.py --servers trio-sse,node
     .venv/bin/python benchmarks/compare.py --audience-processes 2   # streams read by 2
@@ -41,11 +41,18 @@ Scenarios, in order, for each server (``FULL`` / ``QUICK`` hold the sizes):
    while 20 events/s are published; then ``/stats`` must come back to 0 subscribers (waited for up
    to 5 s). RSS growth and cycles/s are over the last 90% of the cycles (the first tenth lets
    memory that the earlier scenarios freed be reused first, so the growth shows leaks).
+5. scaling: for each count in ``sweep`` (250, 1,000, 4,000; quick: 250, 2,000), that many
+   streams read by the audience; one fan-out round of ``sweep_events`` events (50; quick: 20)
+   with 16 POSTs in flight (deliveries/s, CPU-us per delivery), then a latency round of 20
+   events/s for 5 s (quick: 1 s) (p99; a lower bound if some did not arrive within
+   ``latency_drain`` s).
 
-It prints one table with a column per server, writes ``benchmarks/results/compare.json`` (quick:
-``compare-quick.json``) and draws ``docs/performance-compare.png`` (quick:
-``benchmarks/results/compare-quick.png``). Before the full run it waits up to 3 minutes for the
-1-minute load average to fall to 1.5; the load averages are in the JSON.
+It prints one table with a column per server and a scaling table, writes
+``benchmarks/results/compare.json`` (quick: ``compare-quick.json``) and draws
+``docs/performance-compare.png`` and ``docs/performance-compare-scaling.png`` (quick:
+``benchmarks/results/compare-quick.png`` and ``compare-quick-scaling.png``). Before the full run
+it waits up to 3 minutes for the 1-minute load average to fall to 1.5; the load averages are in
+the JSON.
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ from http_load import (
     Round,
     Scenario,
     ServerProcess,
+    Tally,
     Usage,
     add_audience_option,
     churn_workers,
@@ -139,6 +147,14 @@ class Plan:
     churn_rate: float
     deadline: float
     """Seconds one server may take for all its scenarios before they are cancelled."""
+    sweep: tuple[int, ...] = ()
+    """Subscriber counts of the scaling scenario (empty: skipped)."""
+    sweep_events: int = 50
+    """Events of each scaling fan-out round, whatever the number of subscribers."""
+    sweep_rate: float = 20.0
+    """Events/s of each scaling latency round."""
+    sweep_seconds: float = 5.0
+    """Seconds of publishing in each scaling latency round (then ``latency_drain`` at most)."""
     audience_processes: int = 1
     """Processes reading the ``subscribers`` streams (``audience.py``), each its share."""
 
@@ -155,7 +171,8 @@ FULL = Plan(
     latency_drain=10.0,
     churn_cycles=20000,
     churn_rate=20.0,
-    deadline=150.0,
+    deadline=240.0,
+    sweep=(250, 1000, 4000),
 )
 QUICK = Plan(
     subscribers=1000,
@@ -169,7 +186,10 @@ QUICK = Plan(
     latency_drain=5.0,
     churn_cycles=500,
     churn_rate=20.0,
-    deadline=40.0,
+    deadline=60.0,
+    sweep=(250, 2000),
+    sweep_events=20,
+    sweep_seconds=1.0,
 )
 
 
@@ -219,6 +239,8 @@ class Outcome:
     """What one server's run produced."""
 
     figures: dict[str, float] = field(default_factory=dict)
+    sweep: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Scaling figures by subscriber count."""
     results: Results = field(default_factory=Results)
     run: dict[str, Any] = field(default_factory=dict)
 
@@ -313,6 +335,43 @@ async def with_audience(client: LoadClient, outcome: Outcome, plan: Plan) -> Non
     await client.expect_subscribers(0)
 
 
+async def scaling(client: LoadClient, outcome: Outcome, plan: Plan) -> None:
+    """For each count in ``plan.sweep``: a fan-out round and a latency round on that many."""
+    for count in plan.sweep:
+        async with (
+            open_audience(client, count, plan.audience_processes) as audience,
+            Scenario(client, outcome.results, f"scaling, {count:,}") as scenario,
+        ):
+            events = plan.sweep_events
+            burst = await fanout_round(client, audience, f"x{count}", events, plan.publishers)
+            paced = await latency_round(client, audience, f"y{count}", plan)
+            scenario.note_rounds([burst, paced.round])
+        await client.expect_subscribers(0)
+        outcome.sweep[count] = {
+            "deliveries_per_s": burst.rate,
+            "cpu_us_per_delivery": cpu_us(burst),
+            "latency_p99_ms": paced.tally.latency["p99"] * 1e3,
+            "latency_received_pct": 100 * paced.round.received / paced.round.expected,
+        }
+        outcome.wait(burst.usage)
+        outcome.wait(paced.round.usage)
+
+
+@dataclass(frozen=True)
+class Paced:
+    round: Round
+    tally: Tally
+
+
+async def latency_round(client: LoadClient, audience: Audience, tag: str, plan: Plan) -> Paced:
+    """``plan.sweep_rate`` events/s for ``plan.sweep_seconds``, stamped, on ``audience``."""
+    count = max(1, round(plan.sweep_rate * plan.sweep_seconds))
+    tally = await audience.expect(tag, count, latencies=True)
+    publish = client.publish_paced(tag, plan.sweep_rate, count)
+    done = await deliver(client, audience, tally, publish, plan.sweep_seconds + plan.latency_drain)
+    return Paced(done, tally)
+
+
 async def churn(client: LoadClient, outcome: Outcome, plan: Plan) -> None:
     """Cycles under publishing; RSS is compared from the end of the first tenth to the end."""
     settle = plan.churn_cycles // 10
@@ -347,6 +406,7 @@ async def measure(server: ServerProcess, plan: Plan, outcome: Outcome) -> None:
             await idle(client, outcome, plan.idle_connections)
             await with_audience(client, outcome, plan)
             await churn(client, outcome, plan)
+            await scaling(client, outcome, plan)
 
 
 # -- running the servers --------------------------------------------------------------------
@@ -427,6 +487,30 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "node": node.stdout.strip(), **found}
 
 
+SWEEP_COLUMNS = (
+    ("deliveries_per_s", "deliveries/s", "{:,.0f}"),
+    ("cpu_us_per_delivery", "CPU-us", "{:.1f}"),
+    ("latency_p99_ms", "p99 ms", "{:,.0f}"),
+)
+
+
+def sweep_table(plan: Plan, outcomes: dict[str, Outcome]) -> str:
+    """Scaling: one line per server and subscriber count."""
+    rate = f"{plan.sweep_rate:g} events/s for {plan.sweep_seconds:g} s"
+    lines = [
+        f"scaling: fan-out of {plan.sweep_events} events ({plan.publishers} POSTs in flight), "
+        f"then latency at {rate}",
+        f"{'server':<15} {'subscribers':>11}"
+        + "".join(f"{heading:>14}" for _, heading, _ in SWEEP_COLUMNS),
+    ]
+    for name, outcome in outcomes.items():
+        for count, figures in outcome.sweep.items():
+            cells = "".join(f"{fmt.format(figures[key]):>14}" for key, _, fmt in SWEEP_COLUMNS)
+            partial_mark = "" if figures["latency_received_pct"] >= 100 else " (p99 lower bound)"
+            lines.append(f"{name:<15} {count:>11,}{cells}{partial_mark}")
+    return "\n".join(lines)
+
+
 def report(plan: Plan, quick: bool, run: dict[str, Any], outcomes: dict[str, Outcome]) -> Any:
     return {
         "benchmark": "compare",
@@ -442,6 +526,7 @@ def report(plan: Plan, quick: bool, run: dict[str, Any], outcomes: dict[str, Out
         "servers": {
             name: {
                 "figures": {k: None if math.isnan(v) else v for k, v in o.figures.items()},
+                "sweep": o.sweep,
                 **o.run,
                 "notes": o.results.notes,
                 "warnings": o.results.warnings,
@@ -482,6 +567,8 @@ def main(argv: list[str] | None = None) -> None:
     outcomes = {name: run_server(name, plan) for name in names}
     run["wall_seconds"] = round(time.perf_counter() - started, 1)
     print(table(plan, outcomes))
+    if plan.sweep:
+        print(sweep_table(plan, outcomes))
     for name, o in outcomes.items():
         for warning in o.results.warnings:
             print(f"WARNING {name}: {warning}")
@@ -493,6 +580,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"written to {output}")
     draw(plan, outcomes, run, args.quick, plot_path)
     print(f"plot in {plot_path}")
+    if plan.sweep:
+        scaling_path = plot_path.with_name(f"{plot_path.stem}-scaling.png")
+        draw_scaling(plan, outcomes, run, args.quick, scaling_path)
+        print(f"scaling plot in {scaling_path}")
     if any("error" in o.run for o in outcomes.values()):
         sys.exit(1)
 
@@ -529,10 +620,65 @@ def draw(
     latency_bars(axes[2], names, outcomes)
     rate = f"{plan.subscribers:,} subscribers x {plan.latency_rate:g} events/s"
     axes[2].set_title(f"latency p99, ms, log scale (lower is better)\n{rate}")
+    save(fig, "trio-sse and peer SSE servers", run, quick, path)
+
+
+def draw_scaling(
+    plan: Plan, outcomes: dict[str, Outcome], run: dict[str, Any], quick: bool, path: Path
+) -> None:
+    """Lines: deliveries/s and latency p99 against the number of subscribers, per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    for name, outcome in outcomes.items():
+        counts = sorted(outcome.sweep)
+        style = {"color": COLORS.get(name, OTHER_COLOR), "marker": "o", "label": name}
+        axes[0].plot(counts, [outcome.sweep[c]["deliveries_per_s"] for c in counts], **style)
+        axes[1].plot(counts, [outcome.sweep[c]["latency_p99_ms"] for c in counts], **style)
+    axes[0].set_title(
+        f"fan-out deliveries/s (higher is better)\n"
+        f"{plan.sweep_events} events per round, {plan.publishers} POSTs in flight"
+    )
+    axes[0].yaxis.set_major_formatter(thousands())
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_title(
+        f"latency p99, ms, log scale (lower is better)\n{plan.sweep_rate:g} events/s "
+        f"for {plan.sweep_seconds:g} s (hollow: some never arrived)"
+    )
+    axes[1].set_yscale("log")
+    axes[1].yaxis.set_major_formatter(thousands())
+    axes[1].axhline(P99_GOAL_MS, color="black", linestyle="--", linewidth=1)
+    for name, outcome in outcomes.items():
+        short = [c for c, f in outcome.sweep.items() if f["latency_received_pct"] < 100]
+        axes[1].plot(
+            short,
+            [outcome.sweep[c]["latency_p99_ms"] for c in short],
+            linestyle="none",
+            marker="o",
+            markersize=10,
+            markerfacecolor="white",
+            color=COLORS.get(name, OTHER_COLOR),
+        )
+    for axis in axes:
+        axis.set_xscale("log")
+        axis.set_xticks(list(plan.sweep), [f"{c:,}" for c in plan.sweep])
+        axis.minorticks_off()
+        axis.set_xlabel("subscribers")
+        axis.legend(fontsize=9)
+    save(fig, "Scaling with subscribers", run, quick, path)
+
+
+def save(fig: Any, title: str, run: dict[str, Any], quick: bool, path: Path) -> None:
+    """Title ``fig`` with the run's conditions, write it to ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
     load = run["load_average_at_start"][0]
     kind = "quick run" if quick else "full run"
     fig.suptitle(
-        f"trio-sse and peer SSE servers, end to end on loopback, {os.cpu_count()} cores "
+        f"{title}, end to end on loopback, {os.cpu_count()} cores "
         f"({kind}, {datetime.now(UTC):%Y-%m-%d}, load average {load:.2f} at start)"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
