@@ -201,3 +201,43 @@ async def test_a_burst_larger_than_the_pending_limit_arrives_whole_and_in_order(
     events = EventStreamParser().feed(dechunk(data))
     assert [e.data[:3] for e in events] == [f"{n:03d}" for n in range(count)]
     assert 0 < handed_over < count
+
+
+@pytest.mark.real_time
+async def test_a_client_that_stops_reading_is_dropped_while_another_gets_every_event() -> None:
+    """The slow-consumer policy holds on the lean path: a stalled socket fills, its events
+    queue, and past the queue's bound it is disconnected; the publisher never waits for it, and
+    a reading stream gets every event once, in order."""
+    count, size = 2000, 2000  # 4 MB: more than a stalled socket and its queue can hold
+    config = BroadcasterConfig(max_queue_size=50, max_queue_bytes=128 << 10)
+    with trio.fail_after(20):
+        async with running(config) as server:
+            stalled = trio.socket.socket()
+            stalled.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+            await stalled.connect((server.host, server.port))
+            await stalled.send(STREAM_REQUEST)
+            reader = await trio.open_tcp_stream(server.host, server.port)
+            async with reader, trio.open_nursery() as nursery:
+                await reader.send_all(STREAM_REQUEST)
+                await read_until(reader, RETRY_CHUNK)
+                await server.endpoint.active.wait_value(2)
+                received: list[bytes] = []
+                nursery.start_soon(read_all, reader, received, b"data: n%04d" % (count - 1))
+                for n in range(count):
+                    await server.broadcaster.publish("s", "t", f"n{n:04d}" + "x" * size)
+            stalled.close()
+            metrics = server.broadcaster.get_stats()["metrics"]
+    events = EventStreamParser().feed(dechunk(b"".join(received)))
+    assert [e.data[:5] for e in events] == [f"n{n:04d}" for n in range(count)]
+    assert metrics["slowConsumerDisconnects"] == 1
+
+
+async def read_all(stream: trio.SocketStream, into: list[bytes], last: bytes) -> None:
+    """Read until ``last`` and the end of its event have arrived."""
+    tail = b""
+    while True:
+        data = await stream.receive_some()
+        into.append(data)
+        tail = (tail + data)[-(len(last) + 4096) :]
+        if last in tail and tail.endswith(b"\n\n\r\n"):
+            return

@@ -507,6 +507,11 @@ async def test_stats_and_metrics_report_subscribers_and_connections() -> None:
     assert metrics.headers["content-type"].startswith("text/plain")
     assert re.search(r"^trio_sse_subscribers 1\.0$", metrics.text, re.MULTILINE)
     assert re.search(r"^trio_sse_connections 1\.0$", metrics.text, re.MULTILINE)
+    handed_over = stats["streamWrites"]["eventsHandedOver"]
+    assert handed_over == 1  # the stream waited idle: the event went straight to its socket
+    assert stats["streamWrites"]["coalescedWrites"] == 1
+    assert re.search(r"^trio_sse_stream_events_handed_over_total 1\.0$", metrics.text, re.MULTILINE)
+    assert re.search(r"^trio_sse_stream_pending_bytes 0\.0$", metrics.text, re.MULTILINE)
 
 
 async def test_health_and_readiness_answer_200() -> None:

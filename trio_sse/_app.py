@@ -178,7 +178,8 @@ def _routes(app: Quart, endpoint: StreamEndpoint) -> None:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        text = prometheus_text(broadcaster.statistics(), endpoint.active.value)
+        writes = endpoint.write_stats()
+        text = prometheus_text(broadcaster.statistics(), endpoint.active.value, writes)
         return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz")

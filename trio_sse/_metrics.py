@@ -5,7 +5,7 @@ A registry of our own per scrape: no global state, nothing registered at import.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,16 +24,32 @@ _GAUGES = {
 }
 
 
+_STREAM_WRITES = {
+    "eventsHandedOver": ("trio_sse_stream_events_handed_over", "Events handed to stream sockets"),
+    "coalescedWrites": ("trio_sse_stream_coalesced_writes", "Socket writes carrying them"),
+}
+
+
 class _Snapshot(Collector):
-    def __init__(self, stats: BroadcasterStatistics, connections: int) -> None:
+    def __init__(
+        self, stats: BroadcasterStatistics, connections: int, writes: Mapping[str, int]
+    ) -> None:
         self._stats = stats
         self._connections = connections
+        self._writes = writes
 
     def collect(self) -> Iterator[Metric]:
         for field, (name, doc) in _GAUGES.items():
             yield GaugeMetricFamily(name, doc, value=getattr(self._stats, field))
         yield GaugeMetricFamily(
             "trio_sse_connections", "Open streams and long polls", value=self._connections
+        )
+        for key, (name, doc) in _STREAM_WRITES.items():
+            yield CounterMetricFamily(name, doc, value=self._writes.get(key, 0))
+        yield GaugeMetricFamily(
+            "trio_sse_stream_pending_bytes",
+            "Bytes handed to stream sockets, not written yet",
+            value=self._writes.get("pendingBytes", 0),
         )
         level = GaugeMetricFamily(
             "trio_sse_memory_level", "1 for the current level", labels=["level"]
@@ -53,8 +69,10 @@ class _Snapshot(Collector):
                 yield CounterMetricFamily(f"trio_sse_{field}", doc, value=value)
 
 
-def prometheus_text(stats: BroadcasterStatistics, connections: int) -> bytes:
-    """The Prometheus text format of ``stats``."""
+def prometheus_text(
+    stats: BroadcasterStatistics, connections: int, writes: Mapping[str, int]
+) -> bytes:
+    """The Prometheus text format of ``stats``, open ``connections`` and stream ``writes``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(stats, connections))
+    registry.register(_Snapshot(stats, connections, writes))
     return generate_latest(registry)
