@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from trio_sse import BroadcasterConfig, MessageEvent, make_token
+from trio_sse._fastpath import SocketTransport
+from trio_sse._hangup import HangupWatcher
 
 from .server_helpers import (
     CLIENT_TIMEOUT,
@@ -547,13 +549,27 @@ async def test_once_the_broadcaster_is_closed_readiness_and_new_work_get_503() -
 # -- disconnects and slow readers ---------------------------------------------------------
 
 
-async def test_an_idle_client_that_disconnects_is_unsubscribed_within_a_second() -> None:
+@pytest.mark.parametrize("watcher", ["epoll", "a task per stream"])
+async def test_an_idle_client_that_disconnects_is_unsubscribed_within_a_second(
+    watcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks_watching: list[SocketTransport] = []
+
+    async def wait_disconnect(transport: SocketTransport) -> None:
+        tasks_watching.append(transport)
+        await trio.sleep_forever()
+
+    if watcher == "epoll":  # then no stream has a task of its own waiting for its client
+        monkeypatch.setattr(SocketTransport, "wait_disconnect", wait_disconnect)
+    else:  # as where select.epoll does not exist
+        monkeypatch.setattr(HangupWatcher, "watch", lambda self, fd, on_hangup: False)
     async with running_server(heartbeat_interval=10) as h:
         async with h.stream("s") as stream:
             await read_at_least(stream, 1)
             assert h.subscribers() == 1
         await wait_until(lambda: h.subscribers() == 0, what="subscriber removal")
         await wait_until(lambda: h.running.endpoint.active.value == 0, what="slot release")
+    assert tasks_watching == []
 
 
 async def test_a_busy_client_that_disconnects_mid_stream_is_unsubscribed_within_a_second() -> None:

@@ -136,10 +136,11 @@ class StreamEndpoint:
 
     async def _serve(self, sub: Subscription, transport: Transport) -> None:
         """Pump events until the subscription ends or the client leaves."""
-        with trio.CancelScope() as leaving:
-            if transport.watch_disconnect(leaving.cancel):  # one task watches every socket
+        leaving = trio.CancelScope()
+        if transport.watch_disconnect(leaving.cancel):  # one task watches every socket
+            with leaving:
                 await self._pump(sub, transport)
-                return
+            return
         async with trio.open_nursery() as nursery:  # this transport needs a task to watch it
             nursery.start_soon(_cancel_on_disconnect, transport, nursery.cancel_scope)
             await self._pump(sub, transport)
