@@ -176,7 +176,8 @@ class StreamEndpoint:
             self._beats.discard(beat)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the tasks all streams share (heartbeats, write coalescing) until :meth:`stop`."""
+        """Run the tasks all streams share (heartbeats, write coalescing, hang-ups) until
+        :meth:`stop`."""
         with trio.CancelScope() as self._tasks:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.coalescer.run)
