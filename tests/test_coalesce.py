@@ -66,6 +66,21 @@ async def test_scheduled_targets_are_flushed_once_when_nothing_else_can_run(
     assert (coalescer.events, coalescer.flushes) == (53, 3)
 
 
+def test_streams_flushing_the_same_events_share_one_framing() -> None:
+    coalescer = WriteCoalescer()
+    calls: list[list[bytes]] = []
+
+    def encode(parts: list[bytes]) -> bytes:
+        calls.append(list(parts))
+        return b"|".join(parts)
+
+    a, b = b"event a", b"event b"
+    assert coalescer.shared([a, b], encode) == b"event a|event b"
+    assert coalescer.shared([a, b], encode) == b"event a|event b"  # another stream, same events
+    assert coalescer.shared([b], encode) == b"event b"
+    assert calls == [[a, b], [b]]
+
+
 @pytest.mark.real_time
 async def test_a_server_that_stays_busy_still_flushes_after_max_delay() -> None:
     coalescer = WriteCoalescer(max_delay=0.01)

@@ -13,6 +13,7 @@ request is done, at the cost of one task switch per publish (not per subscriber)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NoReturn, Protocol
 
 import trio
@@ -38,6 +39,8 @@ class WriteCoalescer:
         """Transports flushed so far: socket writes, each carrying one or more events."""
         self.pending_bytes = 0
         """Bytes handed over and not yet written or taken back (transports keep it current)."""
+        self._last_parts: list[bytes] = []
+        self._last_encoded = b""
 
     def hand_over(self, target: Flushable, size: int, *, first: bool) -> None:
         """Count an event of ``size`` bytes that ``target`` keeps; ``first`` schedules a flush
@@ -48,6 +51,17 @@ class WriteCoalescer:
             if not self._dirty:
                 self._wakeup.set()
             self._dirty.append(target)
+
+    def shared(self, parts: list[bytes], encode: Callable[[list[bytes]], bytes]) -> bytes:
+        """``encode(parts)``, computed once for a run of calls with equal ``parts``.
+
+        In one pass every stream of a session flushes the same events, so their framing (and
+        the copy it makes) is done once for all of them. Holds the last result only.
+        """
+        if parts != self._last_parts:  # the same bytes objects: compared by identity first
+            self._last_encoded = encode(parts)
+            self._last_parts = parts.copy()
+        return self._last_encoded
 
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -67,3 +81,4 @@ class WriteCoalescer:
         self.flushes += len(dirty)
         for target in dirty:
             target.flush()
+        self._last_parts, self._last_encoded = [], b""  # hold nothing between passes

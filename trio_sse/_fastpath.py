@@ -140,7 +140,7 @@ class SocketTransport:
     def _take_pending(self) -> bytes:
         if not self._pending:
             return b""
-        data = self._frame(b"".join(self._pending))
+        data = self._coalescer.shared(self._pending, self._frame_parts)
         self._drop_pending()
         return data
 
@@ -151,6 +151,9 @@ class SocketTransport:
 
     def _frame(self, data: bytes) -> bytes:
         return b"%x\r\n%b\r\n" % (len(data), data) if data and self._chunked else data
+
+    def _frame_parts(self, parts: list[bytes]) -> bytes:
+        return self._frame(b"".join(parts))
 
     @property
     def flushing(self) -> bool:
