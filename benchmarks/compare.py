@@ -42,7 +42,7 @@ Scenarios, in order, for each server (``FULL`` / ``QUICK`` hold the sizes):
    to 5 s). RSS growth and cycles/s are over the last 90% of the cycles (the first tenth lets
    memory that the earlier scenarios freed be reused first, so the growth shows leaks).
 5. scaling: for each count in ``sweep`` (250, 1,000, 4,000; quick: 250, 2,000), that many
-   streams read by the audience; one fan-out round of ``sweep_events`` events (50; quick: 20)
+   streams read by the audience; one fan-out round of ``sweep_events`` events (100; quick: 20)
    with 16 POSTs in flight (deliveries/s, CPU-us per delivery), then a latency round of 20
    events/s for 5 s (quick: 1 s) (p99; a lower bound if some did not arrive within
    ``latency_drain`` s).
@@ -149,7 +149,7 @@ class Plan:
     """Seconds one server may take for all its scenarios before they are cancelled."""
     sweep: tuple[int, ...] = ()
     """Subscriber counts of the scaling scenario (empty: skipped)."""
-    sweep_events: int = 50
+    sweep_events: int = 100
     """Events of each scaling fan-out round, whatever the number of subscribers."""
     sweep_rate: float = 20.0
     """Events/s of each scaling latency round."""

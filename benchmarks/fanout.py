@@ -356,7 +356,7 @@ async def trio_parked_reader(
 ) -> None:
     """Wait idle in ``receive_batch()``; the publisher hands each event to ``sink`` meanwhile."""
 
-    def take(event: trio_sse.SSEEvent) -> bool:
+    def take(event: trio_sse.SSEEvent, now: float) -> bool:
         sink.append(event.encoded)
         return True
 

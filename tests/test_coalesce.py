@@ -50,16 +50,16 @@ async def test_scheduled_targets_are_flushed_once_when_nothing_else_can_run(
     a, b = Target(log, "a"), Target(log, "b")
     async with trio.open_nursery() as nursery:
         await nursery.start(coalescer.run)
-        coalescer.hand_over(a, 10, first=True)
+        coalescer.hand_over(a, 10, True)
         for _ in range(50):  # still busy: nothing is written yet
             await trio.lowlevel.checkpoint()
-            coalescer.hand_over(a, 10, first=False)
+            coalescer.hand_over(a, 10, False)
             assert log == []
-        coalescer.hand_over(b, 5, first=True)
+        coalescer.hand_over(b, 5, True)
         await settled()
         assert log == ["a", "b"]
         assert trio.current_time() == 0  # no timer was needed
-        coalescer.hand_over(b, 5, first=True)
+        coalescer.hand_over(b, 5, True)
         await settled()
         assert log == ["a", "b", "b"]
         nursery.cancel_scope.cancel()
@@ -88,7 +88,7 @@ async def test_a_server_that_stays_busy_still_flushes_after_max_delay() -> None:
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await nursery.start(coalescer.run)
-            coalescer.hand_over(Target(log, "a"), 1, first=True)
+            coalescer.hand_over(Target(log, "a"), 1, True)
             start = trio.current_time()
             flushed_at = None
             while trio.current_time() - start < 0.2:  # never idle: always runnable

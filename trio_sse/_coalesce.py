@@ -42,7 +42,7 @@ class WriteCoalescer:
         self._last_parts: list[bytes] = []
         self._last_encoded = b""
 
-    def hand_over(self, target: Flushable, size: int, *, first: bool) -> None:
+    def hand_over(self, target: Flushable, size: int, first: bool) -> None:
         """Count an event of ``size`` bytes that ``target`` keeps; ``first`` schedules a flush
         (once per target until it is flushed)."""
         self.events += 1

@@ -116,11 +116,12 @@ class SocketTransport:
         flush is not fully sent, or past ``PENDING_LIMIT`` bytes. If the kernel takes only part
         of a flush, the rest is kept and ``flush_later`` wakes the writer to send it first.
         """
-        if self._unsent or not self._chunked or self._pending_bytes + len(data) > PENDING_LIMIT:
+        size, pending = len(data), self._pending
+        if self._unsent or not self._chunked or self._pending_bytes + size > PENDING_LIMIT:
             return False
-        self._coalescer.hand_over(self, len(data), first=not self._pending)
-        self._pending.append(data)
-        self._pending_bytes += len(data)
+        self._coalescer.hand_over(self, size, not pending)
+        pending.append(data)
+        self._pending_bytes += size
         self._flush_later = flush_later
         return True
 

@@ -151,10 +151,10 @@ class StreamEndpoint:
         self._beats.add(beat)
         if transport.can_write_nowait:
 
-            def direct(event: SSEEvent) -> bool:
+            def direct(event: SSEEvent, now: float) -> bool:
                 taken = transport.write_nowait(event.encoded, sub.wake)
                 if taken:
-                    beat.last_write = trio.current_time()
+                    beat.last_write = now
                 return taken
 
             sub.direct = direct

@@ -136,9 +136,10 @@ class Subscription:
         self._in_channel = 0  # events (not wake markers) in the channel
         self._wake_pending = False
         self._parked = False
-        self.direct: Callable[[SSEEvent], bool] | None = None
+        self.direct: Callable[[SSEEvent, float], bool] | None = None
         """Optional fast delivery, tried while the reader waits with nothing queued (a server
-        writing straight to a socket): returns True if it took the event, False to queue it."""
+        writing straight to a socket), called with the event and ``trio.current_time()``:
+        returns True if it took the event, False to queue it."""
         self._max_queue_bytes = config.max_queue_bytes
         self._drop_policy = config.slow_consumer_policy == "drop"
         self._counters = counters
@@ -278,7 +279,7 @@ class Subscription:
             and not self._queued
             and not self._dropped_pending
             and self.direct is not None
-            and self.direct(event)
+            and self.direct(event, now)
         ):
             self._delivered += 1
             self._counters.events_delivered += 1
