@@ -74,10 +74,13 @@ async def test_bytes_a_client_sends_are_read_and_ignored(
             assert calls == []  # unwatched: not reported
 
 
-async def test_after_the_watcher_stops_sockets_are_refused_so_streams_fall_back(
+async def test_before_and_after_the_watcher_runs_sockets_are_refused_so_streams_fall_back(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     watcher = HangupWatcher()
+    left, right = trio.socket.socketpair()
+    with left, right:
+        assert not watcher.watch(left.fileno(), lambda: None)
     async with trio.open_nursery() as nursery:
         await nursery.start(watcher.run)
         left, right = trio.socket.socketpair()

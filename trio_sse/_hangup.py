@@ -29,15 +29,16 @@ class HangupWatcher:
     """Calls each watched socket's callback once its peer has closed, reset or broken it."""
 
     def __init__(self) -> None:
-        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._epoll: select.epoll | None = None  # while run() runs
         self._callbacks: dict[int, Callable[[], None]] = {}
 
     def watch(self, fd: int, on_hangup: Callable[[], None]) -> bool:
-        """Call ``on_hangup`` when the peer of socket ``fd`` leaves; False if this cannot.
+        """Call ``on_hangup`` when the peer of socket ``fd`` leaves; False if this cannot
+        (no epoll here, or :meth:`run` is not running).
 
         :meth:`unwatch` it before the socket is closed (its number may be reused).
         """
-        if self._epoll is None or self._epoll.closed:
+        if self._epoll is None:
             return False
         self._epoll.register(fd, _WATCH)
         self._callbacks[fd] = on_hangup
@@ -56,17 +57,21 @@ class HangupWatcher:
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
-        """Watch until cancelled; then the epoll set is closed and :meth:`watch` refuses."""
-        task_status.started()
-        if self._epoll is None:
+        """Watch until cancelled; the epoll set exists only meanwhile (:meth:`watch` refuses
+        before and after)."""
+        if not hasattr(select, "epoll"):
+            task_status.started()
             await trio.sleep_forever()
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(self._epoll)
-                self._check(self._epoll.poll(0))
-        finally:
-            self._callbacks.clear()
-            self._epoll.close()
+        with select.epoll() as epoll:
+            self._epoll = epoll
+            task_status.started()
+            try:
+                while True:
+                    await trio.lowlevel.wait_readable(epoll)
+                    self._check(epoll.poll(0))
+            finally:
+                self._epoll = None
+                self._callbacks.clear()
 
     def _check(self, ready: list[tuple[int, int]]) -> None:
         for fd, mask in ready:
