@@ -15,6 +15,7 @@ import trio
 
 from trio_sse import BroadcasterConfig, RunningServer, ServerSettings, serve
 from trio_sse._fastpath import stream_request
+from trio_sse._stream import StreamEndpoint
 from trio_sse.protocol import EventStreamParser
 
 
@@ -190,3 +191,24 @@ async def test_the_lean_path_writes_at_once_and_batches_what_the_socket_cannot_t
     assert [e.data[:5] for e in events] == [f"{n:05d}" for n in range(count)]
     assert 0 < queued < count  # some were written at once, some had to wait
     assert chunk_count < count + 1  # the queued ones went out together
+
+
+@pytest.mark.real_time
+async def test_a_stream_that_fails_is_logged_and_closed_and_the_server_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: StreamEndpoint, request: object, transport: object) -> None:
+        raise RuntimeError("a bug in one stream")
+
+    with trio.fail_after(10):
+        async with running() as server:
+            monkeypatch.setattr(StreamEndpoint, "serve", broken)
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            async with stream:
+                await stream.send_all(b"GET /sessions/s/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert await read_until(stream, b"never") == b""  # closed without an answer
+            monkeypatch.undo()
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                assert (await client.get("/healthz")).status_code == 200
+    assert "stream s failed; connection closed" in caplog.text
+    assert "a bug in one stream" in caplog.text

@@ -13,6 +13,7 @@ already read replayed in front of the socket, so Quart serves it exactly as befo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,8 @@ import trio
 from ._coalesce import WriteCoalescer
 from ._hangup import HangupWatcher
 from ._stream import StreamEndpoint, StreamRequest
+
+logger = logging.getLogger("trio_sse")
 
 MAX_HEAD_BYTES = 16 * 1024
 PENDING_LIMIT = 64 * 1024
@@ -245,5 +248,7 @@ async def handle_connection(
             await endpoint.serve(request, transport)
         except* (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client left (or its socket timed out); the subscription is closed
+        except* Exception as group:  # a bug in one stream must not stop the server
+            logger.error("stream %s failed; connection closed", request.session_id, exc_info=group)
         finally:
             transport.close()
