@@ -97,8 +97,8 @@ from http_load import (
     fanout_round,
     fmt,
     free_port,
-    git_state,
     open_audience,
+    report_header,
     server_warnings,
     warm_up,
 )
@@ -342,8 +342,9 @@ async def scaling(client: LoadClient, outcome: Outcome, plan: Plan) -> None:
             open_audience(client, count, plan.audience_processes) as audience,
             Scenario(client, outcome.results, f"scaling, {count:,}") as scenario,
         ):
-            events = plan.sweep_events
-            burst = await fanout_round(client, audience, f"x{count}", events, plan.publishers)
+            burst = await fanout_round(
+                client, audience, f"x{count}", plan.sweep_events, plan.publishers
+            )
             paced = await latency_round(client, audience, f"y{count}", plan)
             scenario.note_rounds([burst, paced.round])
         await client.expect_subscribers(0)
@@ -513,14 +514,7 @@ def sweep_table(plan: Plan, outcomes: dict[str, Outcome]) -> str:
 
 def report(plan: Plan, quick: bool, run: dict[str, Any], outcomes: dict[str, Outcome]) -> Any:
     return {
-        "benchmark": "compare",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": versions(),
-        "git": git_state(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "quick": quick,
-        "plan": asdict(plan),
+        **report_header("compare", quick, plan, versions()),
         "rows": [asdict(row) for row in rows(plan)],
         **run,
         "servers": {

@@ -1110,16 +1110,25 @@ def git_state() -> dict[str, Any]:
         return {}
 
 
-def report(results: Results, plan: Plan, quick: bool, run: dict[str, Any]) -> dict[str, Any]:
+def report_header(
+    benchmark: str, quick: bool, plan: Any, versions: dict[str, str]
+) -> dict[str, Any]:
+    """What every benchmark's JSON starts with: what ran, when, where, from which commit."""
     return {
-        "benchmark": "http_load",
+        "benchmark": benchmark,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": versions(),
+        "versions": versions,
         "git": git_state(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "quick": quick,
         "plan": asdict(plan),
+    }
+
+
+def report(results: Results, plan: Plan, quick: bool, run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **report_header("http_load", quick, plan, versions()),
         "constants": {
             "capacity": CAPACITY,
             "publishers": PUBLISHERS,
