@@ -6,7 +6,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from trio_sse import SSEEvent, open_broadcaster
+from trio_sse import BroadcasterConfig, SSEEvent, open_broadcaster
 from trio_sse.backends import Backend, Deliver, InMemoryBackend
 from trio_sse.testing import check_backend
 
@@ -20,12 +20,12 @@ class _Reordering(InMemoryBackend):
 
     def __init__(self) -> None:
         super().__init__()
-        self._held: tuple[str, object] | None = None
+        self._held: tuple[str, SSEEvent, float | None] | None = None
 
-    async def publish(self, session_id: str, event: object) -> None:  # type: ignore[override]
-        held, self._held = self._held, (session_id, event)
+    async def publish(self, session_id: str, event: SSEEvent, ttl: float | None) -> None:
+        held, self._held = self._held, (session_id, event, ttl)
         if held is not None:
-            await super().publish(*held)  # type: ignore[arg-type]
+            await super().publish(*held)
 
 
 async def test_the_conformance_checks_catch_a_backend_that_loses_events(
@@ -40,17 +40,21 @@ async def test_an_in_memory_backend_serves_one_broadcaster_at_a_time(
 ) -> None:
     backend: Backend = InMemoryBackend()
     async with trio.open_nursery() as nursery:
-        await nursery.start(backend.run, lambda s, e: None)
+        await nursery.start(backend.run, lambda s, e, t: None)
         with pytest.raises(RuntimeError):
-            await backend.run(lambda s, e: None)
+            await backend.run(lambda s, e, t: None)
         nursery.cancel_scope.cancel()
+
+
+Published = tuple[str, SSEEvent, float | None]
+"""What a backend carries: session id, event, TTL."""
 
 
 class DeferredBackend(Backend):
     """A backend that delivers later, from its own task, as a networked one would."""
 
     def __init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[tuple[str, SSEEvent]](100)
+        self._send, self._receive = trio.open_memory_channel[Published](100)
         self._running = False
 
     async def run(
@@ -59,16 +63,16 @@ class DeferredBackend(Backend):
         self._running = True
         try:
             task_status.started()
-            async for session_id, event in self._receive:
+            async for session_id, event, ttl in self._receive:
                 await trio.sleep(0.01)  # the network
-                deliver(session_id, event)
+                deliver(session_id, event, ttl)
         finally:
             self._running = False
 
-    async def publish(self, session_id: str, event: SSEEvent) -> None:
+    async def publish(self, session_id: str, event: SSEEvent, ttl: float | None) -> None:
         if not self._running:
             raise trio.ClosedResourceError("not running")
-        await self._send.send((session_id, event))
+        await self._send.send((session_id, event, ttl))
 
 
 async def test_a_deferred_backend_passes_the_conformance_checks(autojump_clock: MockClock) -> None:
@@ -103,7 +107,7 @@ async def test_a_publish_cancelled_in_the_backend_leaves_a_hole_that_resumes_exa
         await trio.sleep(1)
         with trio.CancelScope() as scope:
             backend._send, real = (
-                trio.open_memory_channel[tuple[str, SSEEvent]](0)[0],
+                trio.open_memory_channel[Published](0)[0],
                 backend._send,
             )
             scope.deadline = trio.current_time() + 0.5
@@ -121,11 +125,28 @@ async def test_a_backend_delivering_out_of_order_is_logged_and_does_not_kill_the
 ) -> None:
     async with open_broadcaster() as b, b.subscribe("s") as sub:
         event = await b.publish("s", "t", 1)
-        b._deliver("s", event)  # a second delivery of the same event
-        b._deliver("s", SSEEvent("t", "x", id="other-9"))  # an event of another epoch
+        b._deliver("s", event, None)  # a second delivery of the same event
+        b._deliver("s", SSEEvent("t", "x", id="other-9"), None)  # an event of another epoch
         assert "out of order" in caplog.text
         assert "epoch" in caplog.text
         assert await sub.receive() == event
         with pytest.raises(trio.WouldBlock):
             sub.receive_nowait()
         assert (await b.publish("s", "t", 2)).data == 2
+
+
+async def test_a_ttl_carried_by_a_deferred_backend_runs_from_delivery(
+    autojump_clock: MockClock,
+) -> None:
+    config = BroadcasterConfig(event_ttl=None, cleanup_interval=1000.0)
+    async with open_broadcaster(config, backend=DeferredBackend()) as b:
+        start = trio.current_time()
+        cursor = await b.publish("s", "t", "kept")  # delivered at +0.01
+        event = await b.publish("s", "t", "short", ttl=5)  # delivered at +0.02, expires at +5.02
+        await trio.sleep_until(start + 5.015)
+        async with b.subscribe("s", last_event_id=cursor.id) as sub:
+            assert await sub.receive() == event
+        await trio.sleep_until(start + 5.025)
+        async with b.subscribe("s", last_event_id=cursor.id) as sub:
+            with pytest.raises(trio.WouldBlock):
+                sub.receive_nowait()

@@ -16,6 +16,7 @@ from trio_sse import (
     EventTooLargeError,
     InvalidEventError,
     SessionLimitError,
+    SSEEvent,
     SubscriberLimitError,
     Subscription,
     open_broadcaster,
@@ -51,16 +52,38 @@ async def test_event_ids_increase_within_an_epoch_and_the_epoch_changes_per_broa
     assert other is not None and other.rsplit("-", 1)[0] not in epochs
 
 
-async def test_published_event_carries_ttl_creation_time_and_one_shared_encoding(
+async def test_published_event_keeps_its_own_or_the_default_ttl_and_shares_one_encoding(
     autojump_clock: MockClock, make_config: MakeConfig
 ) -> None:
-    async with open_broadcaster(make_config(event_ttl=30.0)) as b:
+    async with open_broadcaster(make_config(event_ttl=30.0, cleanup_interval=1000.0)) as b:
         await trio.sleep(7)
+        start = trio.current_time()
+        cursor = await b.publish("s", "t", "cursor", ttl=1e9)
         async with b.subscribe("s") as sub:
             event = await b.publish("s", "t", {"k": 1})
             own = await b.publish("s", "t", "x", ttl=5)
-            assert (event.ttl, event.created_at, own.ttl) == (30.0, trio.current_time(), 5)
             assert (await sub.receive()).encoded is event.encoded
+
+        async def retained() -> list[SSEEvent]:
+            async with b.subscribe("s", last_event_id=cursor.id) as late:
+                return drain(late)
+
+        await trio.sleep_until(start + 4.5)
+        assert await retained() == [event, own]
+        await trio.sleep_until(start + 5)
+        assert await retained() == [event]
+        await trio.sleep_until(start + 30)
+        assert await retained() == []
+
+
+def drain(subscription: Subscription) -> list[SSEEvent]:
+    """Every event ``subscription`` holds right now."""
+    events = []
+    while True:
+        try:
+            events.append(subscription.receive_nowait())
+        except trio.WouldBlock:
+            return events
 
 
 async def test_events_of_one_session_never_reach_another(
@@ -483,7 +506,7 @@ async def test_a_reader_in_replay_sees_the_end_when_closed_meanwhile(
             async with b.subscribe("s", last_event_id=first.id) as sub:
 
                 async def close(sub: Subscription = sub) -> None:
-                    sub._close(CloseReason.SESSION_CLOSED)
+                    sub.end(CloseReason.SESSION_CLOSED)
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(close)

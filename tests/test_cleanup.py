@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import pytest
@@ -13,10 +14,14 @@ from trio_sse import (
     Broadcaster,
     BroadcasterConfig,
     CloseReason,
+    InvalidEventError,
     MemoryLevel,
     MemoryPressureError,
+    SSEEvent,
     open_broadcaster,
 )
+from trio_sse._history import History, expiry
+from trio_sse._stats import Counters
 
 from .conftest import FakeRSS
 
@@ -87,6 +92,38 @@ async def test_an_expired_event_behind_a_longer_lived_one_is_skipped_at_replay(
         await trio.sleep(10)
         async with b.subscribe("s", last_event_id=first.id) as sub:
             assert await sub.receive() == last
+
+
+@pytest.mark.parametrize(
+    ("ttl", "now", "retained"),
+    [
+        (None, 1e300, True),
+        (2.5, 10.0, True),
+        (2.5, math.nextafter(12.5, 0.0), True),
+        (2.5, 12.5, False),
+        (2.5, 1e300, False),
+    ],
+    ids=["no-ttl-never", "at-delivery", "just-before", "exactly-at-ttl", "long-after"],
+)
+def test_a_history_entry_expires_exactly_ttl_seconds_after_delivery(
+    ttl: float | None, now: float, retained: bool
+) -> None:
+    history = History(max_count=10, max_bytes=10_000, counters=Counters())
+    seq = history.reserve()
+    history.append(SSEEvent("e", "d", id=history.id_for(seq)), seq, expiry(10.0, ttl))
+    assert history.expire(now) == (0 if retained else 1)
+    assert len(history) == (1 if retained else 0)
+
+
+@pytest.mark.parametrize("ttl", [0, -1.0, math.nan, True, "10"])
+async def test_a_ttl_that_is_not_positive_seconds_is_refused_before_anything_is_created(
+    autojump_clock: MockClock, make_config: MakeConfig, ttl: object
+) -> None:
+    async with open_broadcaster(make_config()) as b:
+        with pytest.raises(InvalidEventError, match="ttl must be positive seconds or None"):
+            await b.publish("s", "t", "x", ttl=ttl)  # type: ignore[arg-type]
+        stats = b.get_stats()
+        assert (stats["totalSessions"], stats["totalEvents"]) == (0, 0)
 
 
 async def test_a_session_without_subscribers_expires_after_session_ttl(

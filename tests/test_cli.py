@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -13,8 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trio_sse import ConfigError
-from trio_sse._cli import _parser, load_settings, main
+from trio_sse import BroadcasterConfig, ConfigError, ServerSettings
+from trio_sse._cli import _parser, _serve_parser, load_settings, main
+from trio_sse._config import Settings, specification
+from trio_sse._settings_doc import default_text
 
 
 def test_the_demo_subscribes_publishes_resumes_and_prints_stats(
@@ -97,7 +100,12 @@ def test_no_auth_turns_authorisation_off() -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [["--max-queue-size", "lots"], ["--port", "70000"], ["--heartbeat-interval", "-1"]],
+    [
+        ["--max-queue-size", "lots"],
+        ["--port", "70000"],
+        ["--heartbeat-interval", "-1"],
+        ["--max-head-bytes", "512"],
+    ],
 )
 def test_bad_serve_flags_are_clear_errors(
     flags: list[str], capsys: pytest.CaptureFixture[str]
@@ -107,11 +115,59 @@ def test_bad_serve_flags_are_clear_errors(
         load_settings(args, {})
 
 
-def test_every_setting_has_a_flag_with_its_description() -> None:
-    help_text = _parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
-    assert "--max-subscriber-idle-time" in help_text
-    assert "--jwt-key" in help_text
-    assert "Events queued per subscriber" in help_text
+def _serve() -> argparse.ArgumentParser:
+    return _serve_parser(argparse.ArgumentParser().add_subparsers())
+
+
+def _serve_actions() -> dict[str, argparse.Action]:
+    return {action.dest: action for action in _serve()._actions}
+
+
+@pytest.mark.parametrize("kind", [BroadcasterConfig, ServerSettings])
+def test_every_setting_has_a_flag_with_its_effect_type_and_default(kind: type[Settings]) -> None:
+    actions = _serve_actions()
+    for spec in specification(kind):
+        action = actions[f"set_{spec.name}"]
+        assert action.option_strings == ["--" + spec.name.replace("_", "-")]
+        assert action.help is not None
+        assert action.help.startswith(spec.effect.replace("`", "")[:40].replace("%", "%%"))
+        assert f"default {default_text(spec)}".replace("`", "") in action.help
+
+
+def test_the_serve_help_shows_the_new_http_limits() -> None:
+    help_text = _serve().format_help()
+    for flag in ("--head-timeout", "--body-timeout", "--max-head-bytes", "--max-batch-events"):
+        assert flag in help_text
+    assert "Capacity of a subscriber's live channel" in " ".join(help_text.split())
+
+
+def test_flags_are_parsed_by_the_setting_type() -> None:
+    args = _parser().parse_args(
+        [
+            "serve",
+            *("--max-head-bytes", "4_096", "--body-timeout", "2.5", "--jwt-key", "none"),
+            *("--cors-origins", "https://a.example, https://b.example", "--auth-subscribe", "on"),
+            *("--event-ttl", "null", "--slow-consumer-policy", "drop"),
+        ]
+    )
+    config, settings = load_settings(args, {})
+    assert (settings.max_head_bytes, settings.body_timeout, settings.jwt_key) == (4096, 2.5, None)
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.auth_subscribe
+    assert (config.event_ttl, config.slow_consumer_policy) == (None, "drop")
+
+
+def test_a_flag_that_does_not_parse_names_the_flag() -> None:
+    args = _parser().parse_args(["serve", "--max-head-bytes", "big"])
+    with pytest.raises(ConfigError, match="--max-head-bytes='big' is not a valid int"):
+        load_settings(args, {})
+
+
+def test_an_unknown_table_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "trio-sse.toml"
+    path.write_text("[sever]\nport = 1\n")
+    with pytest.raises(ConfigError, match="unknown table"):
+        load_settings(_parser().parse_args(["serve", "--config", str(path)]), {})
 
 
 @pytest.fixture(params=[[]], ids=["default"])

@@ -753,7 +753,7 @@ async def test_a_reconnect_storm_delivers_every_event_exactly_once_to_every_hand
                 for _ in range(20):
                     await trio.sleep(0.05)
                     for subscription in subscribers(server):
-                        subscription._close(CloseReason.STALE)
+                        subscription.end(CloseReason.STALE)
 
             async with client:
                 await states.wait_for(OPEN)

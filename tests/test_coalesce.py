@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import trio
 
 from trio_sse import BroadcasterConfig
-from trio_sse._coalesce import WriteCoalescer
-from trio_sse._fastpath import PENDING_LIMIT, SocketTransport
-from trio_sse._hangup import HangupWatcher
 from trio_sse.protocol import EventStreamParser
+from trio_sse.server._coalesce import WriteCoalescer
+from trio_sse.server._hangup import HangupWatcher
+from trio_sse.server._transport import PENDING_LIMIT, SocketTransport
 
 from .test_fastpath import dechunk, read_until, running
 
@@ -122,8 +124,9 @@ async def transport_pair() -> AsyncIterator[Pair]:
         yield Pair(coalescer, transport, client)
 
 
-def ignore() -> None:
-    pass
+def raw(data: bytes) -> Any:
+    """Something offered to a transport: only its wire bytes are read."""
+    return SimpleNamespace(encoded=data)
 
 
 async def test_handed_over_events_go_out_in_one_chunk_when_flushed(
@@ -132,7 +135,7 @@ async def test_handed_over_events_go_out_in_one_chunk_when_flushed(
     async with transport_pair() as pair:
         coalescer, transport, client = pair.coalescer, pair.transport, pair.client
         for n in range(3):
-            assert transport.write_nowait(b"data: %d\n\n" % n, ignore)
+            assert transport.offer(raw(b"data: %d\n\n" % n), 0.0)
         assert coalescer.pending_bytes == 27
         coalescer.flush_all()
         assert coalescer.pending_bytes == 0
@@ -144,7 +147,7 @@ async def test_the_writer_sends_what_was_handed_over_before_its_own_bytes(
 ) -> None:
     async with transport_pair() as pair:
         coalescer, transport, client = pair.coalescer, pair.transport, pair.client
-        assert transport.write_nowait(b"data: 1\n\n", ignore)
+        assert transport.offer(raw(b"data: 1\n\n"), 0.0)
         assert transport.flushing
         await transport.write(b"data: 2\n\n")
         coalescer.flush_all()  # nothing left for it to write
@@ -158,7 +161,7 @@ async def test_a_closed_transport_writes_nothing_more(
 ) -> None:
     async with transport_pair() as pair:
         coalescer, transport, client = pair.coalescer, pair.transport, pair.client
-        assert transport.write_nowait(b"data: 1\n\n", ignore)
+        assert transport.offer(raw(b"data: 1\n\n"), 0.0)
         transport.close()  # the stream ended before the flush; its fd may be reused
         assert coalescer.pending_bytes == 0
         coalescer.flush_all()
@@ -173,9 +176,9 @@ async def test_past_the_pending_limit_events_are_refused_to_the_queue(
     async with transport_pair() as pair:
         coalescer, transport = pair.coalescer, pair.transport
         big = b"x" * (PENDING_LIMIT // 2)
-        assert transport.write_nowait(big, ignore)
-        assert transport.write_nowait(big, ignore)
-        assert not transport.write_nowait(b"y", ignore)
+        assert transport.offer(raw(big), 0.0)
+        assert transport.offer(raw(big), 0.0)
+        assert not transport.offer(raw(b"y"), 0.0)
         assert coalescer.pending_bytes == PENDING_LIMIT
         transport.close()
 
@@ -191,7 +194,7 @@ async def test_events_published_in_one_burst_reach_a_stream_in_one_write() -> No
                 await trio.testing.wait_all_tasks_blocked()  # the stream's writer waits idle
                 sent = [await server.broadcaster.publish("s", "t", f"n{n}") for n in range(10)]
                 data = await read_until(stream, b"n9\n\n\r\n")
-                stats = server.endpoint.write_stats()
+                stats = server.write_stats()
     assert data.count(b"\r\n") == 2  # one chunk: its size line and its end
     events = EventStreamParser().feed(dechunk(data))
     assert [e.id for e in events] == [e.id for e in sent]
@@ -212,7 +215,7 @@ async def test_a_burst_larger_than_the_pending_limit_arrives_whole_and_in_order(
                     await server.broadcaster.publish("s", "t", f"{n:03d}" + "x" * size)
                 data = await read_until(stream, b"%03d" % (count - 1), limit=1 << 24)
                 data += await read_until(stream, b"\n\n\r\n", limit=1 << 24)
-                handed_over = server.endpoint.write_stats()["eventsHandedOver"]
+                handed_over = server.write_stats()["eventsHandedOver"]
     events = EventStreamParser().feed(dechunk(data))
     assert [e.data[:3] for e in events] == [f"{n:03d}" for n in range(count)]
     assert 0 < handed_over < count

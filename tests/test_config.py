@@ -1,4 +1,8 @@
-"""BroadcasterConfig: defaults, validation, and loading from a mapping, TOML and the environment."""
+"""Settings: one specification per setting, and what derives from it.
+
+BroadcasterConfig and ServerSettings: defaults, validation, loading from a mapping, TOML and the
+environment, and the tables in ``docs/configuration.md``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from trio_sse import BroadcasterConfig, ConfigError
+from trio_sse import BroadcasterConfig, ConfigError, ServerSettings
+from trio_sse._config import Setting, Settings, specification
+from trio_sse._settings_doc import DOC_PATH, main, render_table, update
+
+SETTINGS_CLASSES: tuple[type[Settings], ...] = (BroadcasterConfig, ServerSettings)
+ALL_SETTINGS = [(cls, spec) for cls in SETTINGS_CLASSES for spec in specification(cls)]
+SETTING_IDS = [f"{cls.__name__}.{spec.name}" for cls, spec in ALL_SETTINGS]
 
 
 def test_defaults_match_the_documented_ones() -> None:
@@ -154,3 +164,120 @@ def test_the_held_bytes_bound_follows_the_formula() -> None:
     history, queue, reset = 4 * 100, 3 * 100, 2048
     assert config.held_bytes_bound() == 10 * history + 30 * (queue + history + reset)
     assert config.held_bytes_bound(sessions=2) == 2 * history + 10 * (queue + history + reset)
+
+
+def test_server_settings_declare_the_http_limits_with_their_defaults() -> None:
+    settings = ServerSettings()
+    assert (settings.head_timeout, settings.body_timeout) == (10.0, 30.0)
+    assert (settings.max_head_bytes, settings.max_batch_events) == (16384, 1000)
+    assert (settings.host, settings.port, settings.max_body_bytes) == ("127.0.0.1", 8000, 1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("head_timeout", 0),
+        ("body_timeout", float("inf")),
+        ("body_timeout", "30"),
+        ("max_head_bytes", 1023),
+        ("max_head_bytes", 2048.0),
+        ("max_batch_events", 0),
+        ("port", -1),
+        ("port", 65536),
+        ("max_last_event_id_chars", 15),
+        ("host", 8000),
+        ("auth_publish", 1),
+        ("jwt_key", 42),
+        ("cookie_name", None),
+        ("cors_origins", ("",)),
+        ("cors_origins", "https://a.example"),
+    ],
+)
+def test_bad_server_settings_are_refused_naming_the_setting(setting: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        ServerSettings.from_mapping({setting: value})
+
+
+def test_the_smallest_allowed_values_are_accepted() -> None:
+    settings = ServerSettings(port=0, max_head_bytes=1024, max_last_event_id_chars=16)
+    assert (settings.port, settings.max_head_bytes) == (0, 1024)
+    assert ServerSettings(port=65535).port == 65535
+
+
+def test_credentials_with_any_origin_are_refused() -> None:
+    with pytest.raises(ConfigError, match="cors_allow_credentials"):
+        ServerSettings(cors_origins=("*",), cors_allow_credentials=True)
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES)
+def test_replace_returns_a_validated_copy_of_the_same_class(cls: type[Settings]) -> None:
+    first = specification(cls)[0]
+    assert type(cls().replace()) is cls
+    with pytest.raises(ConfigError, match=first.name):
+        cls().replace(**{first.name: None})
+
+
+def test_server_settings_load_from_a_toml_table(tmp_path: Path) -> None:
+    path = tmp_path / "trio-sse.toml"
+    path.write_text(
+        '[server]\nmax_head_bytes = 4096\njwt_key = "none"\ncors_origins = ["https://a.example"]\n'
+    )
+    settings = ServerSettings.from_toml(path, table="server")
+    assert settings.max_head_bytes == 4096
+    assert settings.jwt_key is None
+    assert settings.cors_origins == ("https://a.example",)
+
+
+def _sample_text(spec: Setting) -> tuple[str, object]:
+    """Text for ``spec`` other than its default, and the value it stands for."""
+    if spec.choices:
+        choice = next(c for c in spec.choices if c != spec.default)
+        return choice, choice
+    number = spec.maximum or 300_000
+    samples: dict[type, tuple[str, object]] = {
+        int: (f"{number:_}", number),
+        float: ("12.5", 12.5),
+        bool: ("yes", True) if spec.default is False else ("off", False),
+        str: ("text", "text"),
+        tuple: ("a, b", ("a", "b")),
+    }
+    return samples[spec.kind]
+
+
+@pytest.mark.parametrize(("cls", "spec"), ALL_SETTINGS, ids=SETTING_IDS)
+def test_every_setting_reads_its_environment_variable(cls: type[Settings], spec: Setting) -> None:
+    bounded_by_others = {
+        "max_event_bytes": ("1_000", 1000),
+        "memory_critical_threshold_mb": ("2e3", 2e3),
+    }
+    raw, value = bounded_by_others.get(spec.name) or _sample_text(spec)
+    loaded = cls.from_env({f"TRIO_SSE_{spec.name.upper()}": raw})
+    assert getattr(loaded, spec.name) == value != spec.default
+    if spec.optional:
+        assert getattr(cls.from_env({spec.env_var: "null"}), spec.name) is None
+
+
+@pytest.mark.parametrize(("cls", "spec"), ALL_SETTINGS, ids=SETTING_IDS)
+def test_every_default_is_valid_and_documented(cls: type[Settings], spec: Setting) -> None:
+    assert getattr(cls(), spec.name) == spec.default
+    assert spec.effect.endswith(".")
+    assert f"| `{spec.name}` |" in render_table(cls)
+
+
+def test_the_settings_tables_in_the_docs_match_the_specification() -> None:
+    document = DOC_PATH.read_text(encoding="utf-8")
+    assert update(document) == document, "run: python -m trio_sse._settings_doc"
+    for cls in SETTINGS_CLASSES:
+        assert render_table(cls) in document
+
+
+def test_the_doc_generator_rewrites_a_stale_table(tmp_path: Path) -> None:
+    fresh = DOC_PATH.read_text(encoding="utf-8")
+    stale = fresh.replace("| `max_head_bytes` | int | `16384`", "| `max_head_bytes` | int | `8192`")
+    assert stale != fresh
+    path = tmp_path / "configuration.md"
+    path.write_text(stale, encoding="utf-8")
+    assert main([str(path), "--check"]) == 1
+    assert main([str(path)]) == 0
+    assert path.read_text(encoding="utf-8") == fresh
+    assert main([str(path), "--check"]) == 0

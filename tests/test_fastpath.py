@@ -1,4 +1,4 @@
-"""The lean stream path: which connections take it, and that it speaks HTTP/1.1 correctly.
+"""The lean path: streams written straight to sockets, on fresh and kept-alive connections.
 
 Network tests start the real server on 127.0.0.1, port 0, each under ``trio.fail_after``.
 """
@@ -14,47 +14,10 @@ import pytest
 import trio
 
 from trio_sse import BroadcasterConfig, RunningServer, ServerSettings, serve
-from trio_sse._fastpath import stream_request
-from trio_sse._stream import StreamEndpoint
 from trio_sse.protocol import EventStreamParser
+from trio_sse.server._stream import StreamEndpoint
 
-
-@pytest.mark.parametrize(
-    ("head", "expected"),
-    [
-        (b"GET /sessions/a/events HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "a", b"")),
-        (b"HEAD /sessions/a/events HTTP/1.1\r\nHost: x\r\n\r\n", ("HEAD", "a", b"")),
-        (
-            b"GET /sessions/a%2Eb/events?lastEventId=e-1 HTTP/1.1\r\nHost: x\r\n\r\n",
-            ("GET", "a.b", b"lastEventId=e-1"),
-        ),
-        (b"GET /sessions/a%2Fb/events HTTP/1.1\r\nHost: x\r\n\r\n", ("GET", "a/b", b"")),
-    ],
-)
-def test_stream_requests_are_recognised_with_decoded_session_and_query(
-    head: bytes, expected: tuple[str, str, bytes]
-) -> None:
-    request = stream_request(head)
-    assert request is not None
-    assert (request.method, request.session_id, request.query_string) == expected
-    assert ("host", "x") in request.headers
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"POST /sessions/a/events HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-        b"GET /sessions/a/poll HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /sessions/a/events HTTP/1.0\r\n\r\n",
-        b"GET /sessions/a/events HTTP/1.1\r\n\r\n",  # no Host: h11 refuses it
-        b"GET /sessions/a/events/more HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /sessions/a/events HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"",
-    ],
-)
-def test_anything_else_is_left_to_hypercorn(head: bytes) -> None:
-    assert stream_request(head) is None
+from .server_helpers import exchange_on
 
 
 @asynccontextmanager
@@ -114,24 +77,22 @@ async def test_a_stream_on_a_fresh_connection_is_written_straight_to_the_socket(
 
 
 @pytest.mark.real_time
-async def test_the_fast_path_and_hypercorn_serve_the_same_stream() -> None:
+async def test_a_stream_after_other_requests_on_a_kept_alive_connection_is_lean_too() -> None:
     with trio.fail_after(10):
         async with running() as server:
-            event = await server.broadcaster.publish("s", "t", "x")
-            async with httpx.AsyncClient(base_url=server.url) as fresh:
-                assert not await went_through_hypercorn(fresh)  # a new connection
-            async with httpx.AsyncClient(base_url=server.url) as kept:
-                assert (await kept.get("/healthz")).status_code == 200
-                assert await went_through_hypercorn(kept)  # the kept-alive connection
-            assert event.id is not None
-
-
-async def went_through_hypercorn(client: httpx.AsyncClient) -> bool:
-    """HEAD a stream; True if the answer carries Hypercorn's ``date`` header."""
-    async with client.stream("HEAD", "/sessions/s/events") as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        return "date" in response.headers
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            async with stream:
+                for _ in range(3):
+                    status, _, _ = await exchange_on(
+                        stream, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                    )
+                    assert status == 200
+                await stream.send_all(b"GET /sessions/s/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                await read_until(stream, b"retry: 3000\n\n\r\n")
+                await trio.testing.wait_all_tasks_blocked()  # the stream's writer waits idle
+                await server.broadcaster.publish("s", "t", "x")
+                await read_until(stream, b"data: x")
+            assert server.write_stats()["eventsHandedOver"] == 1  # the publisher wrote it
 
 
 @pytest.mark.real_time
@@ -197,7 +158,9 @@ async def test_the_lean_path_writes_at_once_and_batches_what_the_socket_cannot_t
 async def test_a_stream_that_fails_is_logged_and_closed_and_the_server_goes_on(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(self: StreamEndpoint, request: object, transport: object) -> None:
+    async def broken(
+        self: StreamEndpoint, request: object, transport: object, output: object = None
+    ) -> None:
         raise RuntimeError("a bug in one stream")
 
     with trio.fail_after(10):
@@ -210,5 +173,5 @@ async def test_a_stream_that_fails_is_logged_and_closed_and_the_server_goes_on(
             monkeypatch.undo()
             async with httpx.AsyncClient(base_url=server.url) as client:
                 assert (await client.get("/healthz")).status_code == 200
-    assert "stream s failed; connection closed" in caplog.text
+    assert "connection failed; closed" in caplog.text
     assert "a bug in one stream" in caplog.text

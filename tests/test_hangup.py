@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from trio_sse._hangup import HangupWatcher
+from trio_sse.server._hangup import HangupWatcher
 
 pytestmark = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux-only")
 

@@ -480,9 +480,6 @@ INVALID_EVENTS: dict[str, dict[str, Any]] = {
     "retry-false": {"retry": False},
     "retry-float": {"retry": 1.5},
     "retry-str": {"retry": "1000"},
-    "ttl-zero": {"ttl": 0},
-    "ttl-negative": {"ttl": -1.0},
-    "ttl-nan": {"ttl": math.nan},
     "data-object": {"data": object()},
     "data-nan": {"data": math.nan},
     "data-inf-in-dict": {"data": {"x": math.inf}},
@@ -500,24 +497,6 @@ def test_invalid_event_is_refused_not_repaired(fields: dict[str, Any]) -> None:
         SSEEvent(**{"type": "t", "data": "d", **fields})
 
 
-@pytest.mark.parametrize(
-    ("ttl", "now", "expired"),
-    [
-        (None, 1e300, False),
-        (2.5, 10.0, False),
-        (2.5, math.nextafter(12.5, 0.0), False),
-        (2.5, 12.5, True),
-        (2.5, 1e300, True),
-    ],
-    ids=["no-ttl-never", "at-creation", "just-before", "exactly-at-ttl", "long-after"],
-)
-def test_event_expires_exactly_ttl_seconds_after_creation(
-    ttl: float | None, now: float, expired: bool
-) -> None:
-    event = SSEEvent("e", "d", ttl=ttl, created_at=10.0)
-    assert event.is_expired(now) is expired
-
-
 def test_event_is_encoded_once_when_created() -> None:
     event = SSEEvent("e", {"big": list(range(100))}, id="1", retry=10)
     first = encode(event)
@@ -529,8 +508,7 @@ def test_event_is_encoded_once_when_created() -> None:
 @pytest.mark.parametrize(
     ("value", "name"),
     [
-        *[(SSEEvent("e", "d"), name) for name in ("type", "data", "id", "retry", "ttl")],
-        *[(SSEEvent("e", "d"), name) for name in ("created_at", "encoded")],
+        *[(SSEEvent("e", "d"), name) for name in ("type", "data", "id", "retry", "encoded")],
         *[(MessageEvent("e", "d"), name) for name in ("type", "data", "id")],
     ],
 )
@@ -675,3 +653,9 @@ def test_protocol_package_imports_with_every_io_library_blocked() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+
+
+def test_the_wire_event_carries_no_history_metadata() -> None:
+    # TTLs and creation times belong to history (trio_sse/_history.py), not to the wire event.
+    names = {field.name for field in dataclasses.fields(SSEEvent)}
+    assert names == {"type", "data", "id", "retry", "encoded", "size"}

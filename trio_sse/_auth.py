@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from ._exceptions import TrioSSEError
+from ._exceptions import AuthError as AuthError  # defined with the error tree; re-exported
 
 CLAIM = "trio_sse"
 
@@ -29,14 +29,6 @@ CLAIM = "trio_sse"
 class Action(enum.Enum):
     PUBLISH = "publish"
     SUBSCRIBE = "subscribe"
-
-
-class AuthError(TrioSSEError):
-    """A request is not authorised. ``status`` is 401 (no or bad token) or 403 (not allowed)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

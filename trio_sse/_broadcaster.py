@@ -2,17 +2,18 @@
 
 ``open_broadcaster`` owns a nursery holding the backend's task, the cleanup loop and the memory
 check; nothing it starts outlives the ``async with`` block. ``publish`` builds each event once
-(id, TTL, encoding) and the backend hands it to ``_deliver``, which appends it to the session's
-history and offers it to every subscriber with ``send_nowait``: a publisher never waits for a
-subscriber. ``subscribe`` registers the subscriber and takes its replay in one synchronous step,
-so no event can fall between the replay and the live queue, and none can be in both.
+(id, encoding) and the backend hands it with its TTL to ``_deliver``, which appends it to the
+session's history beside its expiry deadline and offers it to every subscriber with
+``send_nowait``: a publisher never waits for a subscriber. ``subscribe`` registers the
+subscriber and takes its replay in one synchronous step, so no event can fall between the replay
+and the live queue, and none can be in both.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -20,17 +21,19 @@ import trio
 
 from ._config import BroadcasterConfig
 from ._exceptions import (
+    BatchError,
     EventTooLargeError,
     InvalidEventError,
     MemoryPressureError,
     SubscriberLimitError,
+    TrioSSEError,
 )
-from ._history import RESET_EVENT_TYPE, parse_event_id
+from ._history import RESET_EVENT_TYPE, check_ttl, expiry, parse_event_id
 from ._memory import MemoryLevel, MiB, next_level, process_rss_bytes
 from ._protocol import SSEEvent
 from ._sessions import Session, SessionRegistry
 from ._stats import BroadcasterStatistics, CleanupReport, Counters, MetricsSnapshot
-from ._subscription import GAP_EVENT_TYPE, CloseReason, Subscription
+from ._subscription import GAP_EVENT_TYPE, CloseReason, SubscriberOutput, Subscription
 from .backends import Backend, InMemoryBackend
 
 logger = logging.getLogger("trio_sse")
@@ -87,16 +90,12 @@ class Broadcaster:
         _check_session_id(session_id)
         if type in RESERVED_EVENT_TYPES:
             raise InvalidEventError(f"event type {type!r} is reserved for trio-sse notices")
+        ttl = self.config.event_ttl if ttl is None else ttl
+        check_ttl(ttl)
         now = trio.current_time()
         session = self._sessions.lookup(session_id)
         history = session.history
-        event = SSEEvent(
-            type,
-            data,
-            id=history.next_id(),
-            ttl=self.config.event_ttl if ttl is None else ttl,
-            created_at=now,
-        )
+        event = SSEEvent(type, data, id=history.next_id())
         if event.size > self.config.max_event_bytes:
             raise EventTooLargeError(
                 f"event is {event.size} bytes encoded; "
@@ -106,11 +105,75 @@ class Broadcaster:
         self._sessions.touch(session, now)
         history.reserve()
         self._counters.events_published += 1
-        await self._backend.publish(session_id, event)
+        await self._backend.publish(session_id, event, ttl)
         return event
 
-    def _deliver(self, session_id: str, event: SSEEvent) -> None:
-        """Append ``event`` to history and offer it to every subscriber. Never blocks."""
+    async def publish_batch(
+        self, items: Sequence[tuple[str, str, Any, float | None]]
+    ) -> list[SSEEvent]:
+        """Publish several events, for one session or many, in order; all or none.
+
+        Each item is ``(session_id, type, data, ttl)`` as for :meth:`publish`. Every event is
+        checked and encoded before the first is published: one that :meth:`publish` would
+        refuse refuses the whole batch. Consecutive events of one session get consecutive ids.
+
+        Raises:
+            BatchError: an event was refused (its ``index`` and ``error``); nothing published.
+            SessionLimitError: a new session is needed and none can be evicted (the events
+                before it are published).
+            trio.ClosedResourceError: the broadcaster is closed.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        planned: list[tuple[Session, SSEEvent, float | None]] = []
+        sessions: dict[str, tuple[Session, int]] = {}
+        for index, (session_id, type, data, ttl) in enumerate(items):
+            try:
+                _check_session_id(session_id)
+                session, ahead = sessions.get(session_id) or (self._sessions.lookup(session_id), 0)
+                planned.append(self._prepare(session, type, data, ttl, ahead))
+            except TrioSSEError as error:
+                raise BatchError(index, error) from error
+            sessions[session_id] = (session, ahead + 1)
+        events = []
+        for session, event, ttl in planned:
+            session = self._sessions.get(session.id) or session
+            history = session.history
+            if event.id != history.next_id():  # another publish came between (async backend)
+                event = self._prepare(session, event.type, event.data, ttl)[1]
+            events.append(await self._commit(session, event, ttl))
+        return events
+
+    def _prepare(
+        self, session: Session, type: str, data: Any, ttl: float | None, ahead: int = 0
+    ) -> tuple[Session, SSEEvent, float | None]:
+        """Check and build the event ``ahead`` publishes after the next one of ``session``."""
+        if type in RESERVED_EVENT_TYPES:
+            raise InvalidEventError(f"event type {type!r} is reserved for trio-sse notices")
+        ttl = self.config.event_ttl if ttl is None else ttl
+        check_ttl(ttl)
+        history = session.history
+        event = SSEEvent(type, data, id=history.id_for(history.reserved + 1 + ahead))
+        if event.size > self.config.max_event_bytes:
+            raise EventTooLargeError(
+                f"event is {event.size} bytes encoded; "
+                f"max_event_bytes={self.config.max_event_bytes}"
+            )
+        return session, event, ttl
+
+    async def _commit(self, session: Session, event: SSEEvent, ttl: float | None) -> SSEEvent:
+        """Register the session if new, reserve the event's sequence, hand it to the backend."""
+        now = trio.current_time()
+        self._sessions.admit(session, now)
+        self._sessions.touch(session, now)
+        session.history.reserve()
+        self._counters.events_published += 1
+        await self._backend.publish(session.id, event, ttl)
+        return event
+
+    def _deliver(self, session_id: str, event: SSEEvent, ttl: float | None) -> None:
+        """Append ``event`` to history, expiring ``ttl`` seconds from now, and offer it to
+        every subscriber. Never blocks. The backend's ``deliver`` callback."""
         session = self._sessions.get(session_id)
         position = parse_event_id(event.id or "")
         if session is None or self._closed:
@@ -119,32 +182,37 @@ class Broadcaster:
         if position is None or position[0] != session.history.epoch:
             logger.error("event %s is not of session %r's epoch; dropped", event.id, session_id)
             return
+        now = trio.current_time()
         try:
-            session.history.append(event, position[1])
+            session.history.append(event, position[1], expiry(now, ttl))
         except ValueError:
             logger.exception("backend delivered event %s out of order; dropped", event.id)
             return
         if not session.subscribers:
             return
         size = event.size
-        now = trio.current_time()
-        slow = [sub for sub in session.subscribers if not sub._offer(event, size, now)]
+        slow = [sub for sub in session.subscribers if not sub.offer(event, size, now)]
         for subscription in slow:
             self._counters.slow_consumer_disconnects += 1
-            subscription._close(CloseReason.SLOW_CONSUMER)
+            subscription.end(CloseReason.SLOW_CONSUMER)
 
     # -- subscribing ------------------------------------------------------------------
 
     @asynccontextmanager
     async def subscribe(
-        self, session_id: str, last_event_id: str | None = None
+        self,
+        session_id: str,
+        last_event_id: str | None = None,
+        *,
+        output: SubscriberOutput | None = None,
     ) -> AsyncIterator[Subscription]:
         """Subscribe to ``session_id``: replay after ``last_event_id``, then live events.
 
         With ``last_event_id=None`` only live events arrive. With an id that cannot be resumed
         exactly (unknown, another epoch, older than the retained history) a ``reset`` event comes
         first, then all retained history. Leaving the block, by any path, removes the subscriber
-        and closes its channel.
+        and closes its channel. ``output`` (a server's socket transport) takes events straight
+        from the publisher while the reader waits idle (see :class:`SubscriberOutput`).
 
         Raises:
             InvalidEventError: ``session_id`` is not a non-empty str.
@@ -154,13 +222,18 @@ class Broadcaster:
             trio.ClosedResourceError: the broadcaster is closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        subscription = self._open_subscription(session_id, last_event_id)
+        subscription = self._open_subscription(session_id, last_event_id, output)
         try:
             yield subscription
         finally:
-            subscription._close(CloseReason.CLOSED)
+            subscription.end(CloseReason.CLOSED)
 
-    def _open_subscription(self, session_id: str, last_event_id: str | None) -> Subscription:
+    def check_subscribe(self, session_id: str) -> Session:
+        """Raise what :meth:`subscribe` would raise now, without subscribing.
+
+        A server calls it to refuse a stream with a 4xx or 503 before it answers 200. Returns
+        the session (a new, unregistered one if it does not exist).
+        """
         self._check_open()
         _check_session_id(session_id)
         if self._memory_level is MemoryLevel.CRITICAL:
@@ -175,6 +248,12 @@ class Broadcaster:
                 f"session {session_id!r} has max_subscribers_per_session="
                 f"{self.config.max_subscribers_per_session} subscribers"
             )
+        return session
+
+    def _open_subscription(
+        self, session_id: str, last_event_id: str | None, output: SubscriberOutput | None
+    ) -> Subscription:
+        session = self.check_subscribe(session_id)
         now = trio.current_time()
         replay = session.history.replay(last_event_id, now)
         self._sessions.admit(session, now)
@@ -186,7 +265,7 @@ class Broadcaster:
         exact = last_event_id is not None and replay.reset_reason is None
         cursor = last_event_id if exact else history.id_for(history.last_seq)
         subscription = Subscription(
-            session_id, replay.events, self.config, self._counters, on_close, now, cursor
+            session_id, replay.events, self.config, self._counters, on_close, now, cursor, output
         )
         self._sessions.attach(session, subscription)
         return subscription
@@ -206,7 +285,7 @@ class Broadcaster:
 
     def _remove_session(self, session: Session, reason: CloseReason) -> None:
         for subscription in list(session.subscribers):
-            subscription._close(reason)
+            subscription.end(reason)
         self._sessions.remove(session)
 
     # -- cleanup and memory -------------------------------------------------------------
@@ -227,8 +306,8 @@ class Broadcaster:
         idle_time = self.config.max_subscriber_idle_time
         for session in self._sessions:
             session.history.expire(now)
-            for subscription in [s for s in session.subscribers if s._is_stale(now, idle_time)]:
-                subscription._close(CloseReason.STALE)
+            for subscription in [s for s in session.subscribers if s.is_stale(now, idle_time)]:
+                subscription.end(CloseReason.STALE)
                 stale += 1
         self._counters.stale_subscribers_removed += stale
         self._counters.cleanup_count += 1

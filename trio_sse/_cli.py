@@ -8,23 +8,22 @@ flags (one per setting: ``--max-queue-size``, ``--heartbeat-interval``...).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
-import tomllib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
-from ._config import BroadcasterConfig
+from ._config import BroadcasterConfig, Setting, Settings, load_toml, specification
 from ._exceptions import ConfigError
 from ._settings import ServerSettings
+from ._settings_doc import default_text, type_text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-_SETTING_TYPES = (BroadcasterConfig, ServerSettings)
+_SETTING_TYPES: tuple[type[Settings], ...] = (BroadcasterConfig, ServerSettings)
+_S = TypeVar("_S", bound=Settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_parser(commands: Any) -> None:
-    serve = commands.add_parser(
+def _serve_parser(commands: Any) -> argparse.ArgumentParser:
+    serve: argparse.ArgumentParser = commands.add_parser(
         "serve",
         help="run the SSE hub over HTTP",
         description="Run the SSE hub. Without --jwt-key (or TRIO_SSE_JWT_KEY) a key is "
@@ -56,32 +55,19 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     for kind in _SETTING_TYPES:
         group = serve.add_argument_group(f"{kind.__name__} settings (also TRIO_SSE_<NAME>)")
-        described = _attribute_docs(kind.__doc__ or "")
-        for field in dataclasses.fields(kind):
-            flag = "--" + field.name.replace("_", "-")
-            help_text = f"{described.get(field.name, '')} ({field.type}, default {field.default!r})"
-            group.add_argument(flag, dest=f"set_{field.name}", metavar="VALUE", help=help_text)
+        for spec in specification(kind):
+            group.add_argument(
+                spec.flag, dest=f"set_{spec.name}", metavar="VALUE", help=flag_help(spec)
+            )
+    return serve
 
 
-def _attribute_docs(docstring: str) -> dict[str, str]:
-    """``name: text`` entries of a Google-style ``Attributes:`` section, joined per entry."""
-    entries: dict[str, str] = {}
-    lines = docstring.split("Attributes:", 1)[-1].splitlines()
-    name = None
-    for line in lines:
-        text = line.strip()
-        head, colon, rest = text.partition(":")
-        if (
-            colon
-            and head.isidentifier()
-            and line.startswith(" " * 8)
-            and not line.startswith(" " * 12)
-        ):
-            name = head
-            entries[name] = rest.strip()
-        elif name and text:
-            entries[name] += " " + text
-    return {key: value.replace("%", "%%") for key, value in entries.items()}
+def flag_help(spec: Setting) -> str:
+    """The ``--help`` text of a setting's flag: its effect, type and default, as plain text."""
+    details = f"{type_text(spec)}, default {default_text(spec)}"
+    if spec.unit != "-":
+        details += f", {spec.unit}"
+    return f"{spec.effect} ({details})".replace("`", "").replace("%", "%%")
 
 
 def _client_parsers(commands: Any) -> None:
@@ -114,37 +100,37 @@ def load_settings(
     """Defaults < ``--config`` file < environment < flags."""
     tables: dict[str, Any] = {}
     if getattr(args, "config", None):
-        try:
-            tables = tomllib.loads(Path(args.config).read_text())
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {args.config!r}: {exc}") from None
-        unknown = sorted(set(tables) - {"broadcaster", "server"})
+        tables = load_toml(args.config)
+        unknown = sorted(set(tables) - {kind.toml_table for kind in _SETTING_TYPES})
         if unknown:
             raise ConfigError(f"unknown table(s) in {args.config!r}: {', '.join(unknown)}")
-    config = BroadcasterConfig.from_env(environ, base=_from_table(BroadcasterConfig, tables))
-    settings = ServerSettings.from_env(environ, base=_from_table(ServerSettings, tables))
-    config = dataclasses.replace(config, **_flags(args, BroadcasterConfig))
-    settings = dataclasses.replace(settings, **_flags(args, ServerSettings))
+    config = _layered(BroadcasterConfig, tables, environ, args)
+    settings = _layered(ServerSettings, tables, environ, args)
     if getattr(args, "no_auth", False):
-        settings = dataclasses.replace(settings, auth_publish=False, auth_subscribe=False)
+        settings = settings.replace(auth_publish=False, auth_subscribe=False)
     return config, settings
 
 
-def _from_table(kind: Any, tables: Mapping[str, Any]) -> Any:
-    name = "broadcaster" if kind is BroadcasterConfig else "server"
-    table = tables.get(name, {})
+def _layered(
+    kind: type[_S], tables: Mapping[str, Any], environ: Mapping[str, str], args: argparse.Namespace
+) -> _S:
+    settings = kind.from_env(environ, base=_from_table(kind, tables))
+    return settings.replace(**_flags(args, kind))
+
+
+def _from_table(kind: type[_S], tables: Mapping[str, Any]) -> _S:
+    table = tables.get(kind.toml_table, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"[{name}] must be a table")
+        raise ConfigError(f"[{kind.toml_table}] must be a table")
     return kind.from_mapping(table)
 
 
-def _flags(args: argparse.Namespace, kind: Any) -> dict[str, Any]:
+def _flags(args: argparse.Namespace, kind: type[Settings]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(kind):
-        raw = getattr(args, f"set_{field.name}", None)
+    for spec in specification(kind):
+        raw = getattr(args, f"set_{spec.name}", None)
         if raw is not None:
-            flag = "--" + field.name.replace("_", "-")
-            values[field.name] = kind.from_text(flag, field.name, raw)
+            values[spec.name] = spec.parse(spec.flag, raw)
     return values
 
 

@@ -28,6 +28,7 @@ import httpx
 import trio
 
 from ._exceptions import ProtocolError
+from ._exceptions import StreamStalled as StreamStalled  # defined with the error tree
 from ._protocol import EventStreamParser, MessageEvent
 
 logger = logging.getLogger("trio_sse.client")
@@ -45,10 +46,6 @@ class ConnectionState(enum.Enum):
     POLLING = "polling"
     CLOSED = "closed"
     FAILED = "failed"
-
-
-class StreamStalled(Exception):
-    """No byte arrived on the stream for ``stall_timeout`` seconds."""
 
 
 class _Registry:
@@ -338,7 +335,7 @@ class SSEClient:
         _check_status(response)
         answer = response.json()
         if not isinstance(answer, dict) or not isinstance(answer.get("events", []), list):
-            raise ValueError(f"unexpected poll answer: {str(answer)[:100]}")
+            raise ProtocolError(f"unexpected poll answer: {str(answer)[:100]}")
         return answer
 
     async def _dispatch_polled(self, answer: dict[str, Any]) -> int:

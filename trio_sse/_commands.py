@@ -14,8 +14,8 @@ from ._auth import generate_key, make_token
 from ._client import ANY_EVENT, ConnectionState, SSEClient
 from ._config import BroadcasterConfig
 from ._protocol import MessageEvent
-from ._serve import RunningServer, serve
 from ._settings import ServerSettings
+from .server import RunningServer, serve
 
 logger = logging.getLogger("trio_sse")
 

@@ -1,8 +1,19 @@
-"""Broadcaster configuration: frozen, validated, loadable from a mapping, TOML or the environment.
+"""The settings specification, and the broadcaster's settings declared with it.
 
-Every resource the broadcaster holds has a bound here; ``docs/configuration.md`` lists each
-setting and ``docs/architecture.md`` gives the memory bound as a formula of them. No I/O happens
-in this module except reading the TOML file a caller names.
+A setting is declared once, as a field of a frozen keyword-only dataclass::
+
+    max_queue_size: int = setting(1000, "Capacity of ...", unit="events", minimum=1)
+
+The field gives the name and the type (``X | None``: optional; a ``Literal``: a choice), and
+:func:`setting` the default, the effect text, the unit and the bounds. :func:`specification`
+reads the declarations back as :class:`Setting` objects, and everything else derives from them:
+validation when an instance is built (:class:`Settings`), ``TRIO_SSE_<NAME>`` environment
+variables, TOML tables, the ``trio-sse serve`` flags (``_cli.py``) and the tables in
+``docs/configuration.md`` (``python -m trio_sse._settings_doc`` rewrites them). Adding a setting
+is adding one such field and regenerating the docs; a rule across settings goes in the class's
+``_check_together``.
+
+No I/O happens in this module except reading the TOML file a caller names.
 """
 
 from __future__ import annotations
@@ -11,10 +22,11 @@ import dataclasses
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin, get_type_hints
 
 from ._exceptions import ConfigError
 
@@ -22,15 +34,214 @@ SlowConsumerPolicy = Literal["disconnect", "drop"]
 
 ENV_PREFIX = "TRIO_SSE_"
 _KiB = 1024
+_SPEC_KEY = "trio_sse.setting"
+_T = TypeVar("_T")
 
 
-class Loadable:
-    """Loading for frozen settings dataclasses: from a mapping and from the environment.
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """What :func:`setting` records in a field's metadata."""
 
-    A subclass refines :meth:`from_text` for settings whose text form is special.
+    effect: str
+    unit: str
+    minimum: int
+    maximum: int | None
+
+
+def setting(
+    default: _T, effect: str, *, unit: str = "-", minimum: int = 1, maximum: int | None = None
+) -> _T:
+    """Declare a setting: a dataclass field whose metadata the rest of trio-sse reads.
+
+    Args:
+        default: The value when nothing sets it (immutable: settings classes are frozen).
+        effect: What the setting does, in Markdown: the docs table and ``--help`` show it.
+        unit: What the number counts (``"seconds"``, ``"bytes"``...); ``"-"`` for none.
+        minimum: Smallest value of an ``int`` setting (a ``float`` is always positive).
+        maximum: Largest value of an ``int`` setting, if any.
+    """
+    declared = _Declared(effect, unit, minimum, maximum)
+    return dataclasses.field(default=default, metadata={_SPEC_KEY: declared})
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting as declared, with its type resolved; see :func:`specification`."""
+
+    name: str
+    annotation: str  # the type as written, e.g. "float | None"
+    kind: type  # int, float, bool, str (also for a choice) or tuple (of str)
+    optional: bool
+    choices: tuple[str, ...]
+    default: object
+    effect: str
+    unit: str
+    minimum: int
+    maximum: int | None
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that sets it: ``TRIO_SSE_<NAME>``."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """The ``trio-sse serve`` flag that sets it: the name with dashes."""
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: object) -> None:
+        """Raise :class:`ConfigError`, naming the setting, unless ``value`` is allowed."""
+        if value is None:
+            if not self.optional:
+                raise ConfigError(f"{self.name} must not be None")
+        elif self.choices:
+            if value not in self.choices:
+                choices = ", ".join(self.choices)
+                raise ConfigError(f"{self.name} must be one of {choices}, not {value!r}")
+        else:
+            _CHECKS[self.kind](self, value)
+
+    def parse(self, source: str, raw: str) -> object:
+        """The value given as text by ``source`` (a variable or a flag), not yet checked."""
+        text = raw.strip()
+        if self.kind is tuple:
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+        if self.optional and text.lower() in _NONE:
+            return None
+        if self.kind is str:
+            return text if self.choices else raw
+        try:
+            return _PARSERS[self.kind](text)
+        except ValueError:
+            raise ConfigError(f"{source}={raw!r} is not a valid {self.annotation}") from None
+
+    def from_toml_value(self, value: object) -> object:
+        """A TOML value as a Python one: TOML has no null (``"none"``) and no tuples."""
+        if self.optional and isinstance(value, str) and value.lower() == "none":
+            return None
+        if self.kind is tuple and isinstance(value, list):
+            return tuple(value)
+        return value
+
+
+def _check_bool(spec: Setting, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{spec.name} must be a bool, not {value!r}")
+
+
+def _check_int(spec: Setting, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < spec.minimum:
+        what = "a positive int" if spec.minimum == 1 else f"an int of at least {spec.minimum}"
+        raise ConfigError(f"{spec.name} must be {what}, not {value!r}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ConfigError(f"{spec.name} must be at most {spec.maximum}, not {value!r}")
+
+
+def _check_float(spec: Setting, value: object) -> None:
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{spec.name} must be a positive finite number, not {value!r}")
+
+
+def _check_str(spec: Setting, value: object) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"{spec.name} must be a str, not {value!r}")
+
+
+def _check_strings(spec: Setting, value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(s, str) and s for s in value):
+        raise ConfigError(f"{spec.name} must be a tuple of non-empty strings, not {value!r}")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+_CHECKS: dict[type, Callable[[Setting, object], None]] = {
+    bool: _check_bool,
+    int: _check_int,
+    float: _check_float,
+    str: _check_str,
+    tuple: _check_strings,
+}
+_PARSERS: dict[type, Callable[[str], object]] = {
+    bool: _parse_bool,
+    int: lambda text: int(text.replace("_", "")),
+    float: float,
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_NONE = {"none", "null", ""}
+
+
+def specification(cls: type[Settings]) -> tuple[Setting, ...]:
+    """The settings a settings class declares, in declaration order."""
+    resolved = _RESOLVED.get(cls)
+    if resolved is None:
+        hints = get_type_hints(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        resolved = _RESOLVED[cls] = tuple(_resolve(f, hints[f.name]) for f in fields)
+    return resolved
+
+
+_RESOLVED: dict[type[Settings], tuple[Setting, ...]] = {}
+
+
+def _resolve(field: dataclasses.Field[Any], hint: Any) -> Setting:
+    declared = field.metadata.get(_SPEC_KEY)
+    if not isinstance(declared, _Declared):
+        raise TypeError(f"{field.name} is not declared with setting(...)")
+    args = get_args(hint)
+    optional = get_origin(hint) is types.UnionType and type(None) in args
+    base = next(arg for arg in args if arg is not type(None)) if optional else hint
+    choices = get_args(base) if get_origin(base) is Literal else ()
+    kind = str if choices else (get_origin(base) or base)
+    if kind not in _CHECKS:
+        raise TypeError(f"{field.name}: no rules for settings of type {field.type}")
+    return Setting(
+        name=field.name,
+        annotation=str(field.type),
+        kind=kind,
+        optional=optional,
+        choices=choices,
+        default=field.default,
+        effect=declared.effect,
+        unit=declared.unit,
+        minimum=declared.minimum,
+        maximum=declared.maximum,
+    )
+
+
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed TOML file at ``path``; any failure to read it is a :class:`ConfigError`."""
+    try:
+        with Path(path).open("rb") as file:
+            return tomllib.load(file)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError are both
+        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from None
+
+
+class Settings:
+    """Base of the frozen settings dataclasses: validation and loading, from the specification.
+
+    ``toml_table`` names the table that holds a class's settings in the command line's
+    ``--config`` file.
     """
 
     __slots__ = ()
+    toml_table: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for spec in specification(type(self)):
+            spec.check(getattr(self, spec.name))
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Rules across settings; each valid on its own. A subclass adds its own here."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
@@ -39,18 +250,25 @@ class Loadable:
         The string ``"none"`` sets an optional setting to None (TOML has no null), and a list
         sets a tuple setting.
         """
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - set(fields))
+        specs = {spec.name: spec for spec in specification(cls)}
+        unknown = sorted(set(values) - set(specs))
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        converted = dict(values)
-        for name, value in values.items():
-            kind = str(fields[name].type)
-            if "None" in kind and isinstance(value, str) and value.lower() == "none":
-                converted[name] = None
-            elif kind.startswith("tuple") and isinstance(value, list):
-                converted[name] = tuple(value)
-        return cls(**converted)
+        return cls(**{name: specs[name].from_toml_value(value) for name, value in values.items()})
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], *, table: str | None = None) -> Self:
+        """Load settings from a TOML file, optionally from one ``[table]`` of it.
+
+        TOML has no null: an optional setting given as the string ``"none"`` is None.
+        """
+        document = load_toml(path)
+        if table is not None:
+            section = document.get(table)
+            if not isinstance(section, dict):
+                raise ConfigError(f"{os.fspath(path)!r} has no [{table}] table")
+            document = section
+        return cls.from_mapping(document)
 
     @classmethod
     def from_env(
@@ -65,74 +283,133 @@ class Loadable:
         """
         environ = os.environ if environ is None else environ
         base = cls() if base is None else base
-        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        for name in values:
-            raw = environ.get(ENV_PREFIX + name.upper())
+        values = {spec.name: getattr(base, spec.name) for spec in specification(cls)}
+        for spec in specification(cls):
+            raw = environ.get(spec.env_var)
             if raw is not None:
-                values[name] = cls.from_text(ENV_PREFIX + name.upper(), name, raw)
+                values[spec.name] = spec.parse(spec.env_var, raw)
         return cls(**values)
 
-    @classmethod
-    def from_text(cls, source: str, name: str, raw: str) -> object:
-        """The value of setting ``name`` given as text by ``source`` (a variable or a flag)."""
-        kind = str(next(f.type for f in dataclasses.fields(cls) if f.name == name))  # type: ignore[arg-type]
-        if kind.startswith("tuple"):
-            return tuple(item.strip() for item in raw.split(",") if item.strip())
-        if kind in ("str", "str | None") and raw.strip().lower() not in ("none", "null", ""):
-            return raw
-        return parse_text(source, kind, raw)
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcasterConfig(Loadable):
-    """Bounds and timings of a broadcaster. All durations are seconds of ``trio.current_time()``.
+class BroadcasterConfig(Settings):
+    """Bounds and timings of a broadcaster: every resource it holds has a bound here.
 
-    Attributes:
-        max_queue_size: Events queued per subscriber before it counts as slow.
-        max_queue_bytes: Encoded bytes queued per subscriber before it counts as slow.
-        max_history_per_session: Events kept per session for replay after a reconnect.
-        max_history_bytes_per_session: Encoded bytes kept per session history.
-        event_ttl: Default time an event stays in history (None: until evicted by the bounds).
-        session_ttl: A session without subscribers and without publishes for this long is removed
-            with its history.
-        cleanup_interval: Period of the cleanup pass (TTL, idle sessions, stale subscribers).
-        enable_metrics: Report the ``metrics`` counters in stats.
-        max_subscriber_idle_time: A subscriber that has had events waiting this long without
-            reading any is closed as stale (each read restarts the wait).
-        memory_warning_threshold_mb: Process RSS (MiB) above which a warning is logged and
-            reported.
-        memory_critical_threshold_mb: Process RSS (MiB) above which the broadcaster sheds load
-            until back at or under the warning threshold.
-        memory_check_interval: Period of the memory check.
-        max_sessions: Sessions held at once; beyond it idle sessions are evicted oldest first.
-        max_subscribers_per_session: Subscribers of one session at once.
-        max_subscribers: Subscribers of all sessions at once.
-        max_event_bytes: Largest encoded event accepted by ``publish``.
-        slow_consumer_policy: ``"disconnect"`` ends a subscription whose queue is full (the client
-            resumes from history); ``"drop"`` skips events for it and reports the gap.
+    Each setting is declared below with its effect; ``docs/configuration.md`` tables them, and
+    ``docs/architecture.md`` gives the memory bound as a formula of them
+    (:meth:`held_bytes_bound`). Durations are seconds of ``trio.current_time()``.
     """
 
-    max_queue_size: int = 1000
-    max_queue_bytes: int = 256 * _KiB
-    max_history_per_session: int = 500
-    max_history_bytes_per_session: int = 256 * _KiB
-    event_ttl: float | None = 300.0
-    session_ttl: float = 1800.0
-    cleanup_interval: float = 60.0
-    enable_metrics: bool = True
-    max_subscriber_idle_time: float = 600.0
-    memory_warning_threshold_mb: float = 500.0
-    memory_critical_threshold_mb: float = 1000.0
-    memory_check_interval: float = 5.0
-    max_sessions: int = 10_000
-    max_subscribers_per_session: int = 1000
-    max_subscribers: int = 10_000
-    max_event_bytes: int = 64 * _KiB
-    slow_consumer_policy: SlowConsumerPolicy = "disconnect"
+    toml_table: ClassVar[str] = "broadcaster"
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            _check_field(f.name, f.type, getattr(self, f.name))
+    max_queue_size: int = setting(
+        1000,
+        "Capacity of a subscriber's live channel. When full, `slow_consumer_policy` applies. "
+        "Replayed events are held in front of the channel and do not count here.",
+        unit="events",
+    )
+    max_queue_bytes: int = setting(
+        256 * _KiB,
+        "Encoded bytes queued per subscriber, unread replay included. An event that would "
+        "exceed it triggers `slow_consumer_policy`.",
+        unit="bytes",
+    )
+    max_history_per_session: int = setting(
+        500,
+        "Events kept per session for replay. Beyond it the oldest are evicted (`eventsEvicted`).",
+        unit="events",
+    )
+    max_history_bytes_per_session: int = setting(
+        256 * _KiB,
+        "Encoded bytes kept per session history. Beyond it the oldest are evicted "
+        "(`eventsEvicted`).",
+        unit="bytes",
+    )
+    event_ttl: float | None = setting(
+        300.0,
+        "Default lifetime of an event in history; `publish(..., ttl=)` overrides it per event. "
+        "Expired events are skipped by replay and removed from the front of the history by the "
+        "cleanup pass (`eventsExpired`). `None`: no TTL, events leave only by the count and "
+        "byte bounds.",
+        unit="seconds",
+    )
+    session_ttl: float = setting(
+        1800.0,
+        "A session without subscribers and without publishes for this long is removed with its "
+        "history at the next cleanup pass (`sessionsExpired`). Recreating it starts a new epoch.",
+        unit="seconds",
+    )
+    cleanup_interval: float = setting(
+        60.0,
+        "Period of the cleanup pass (event TTL, idle sessions, stale subscribers). TTL and idle "
+        "deadlines are acted on up to one interval late.",
+        unit="seconds",
+    )
+    enable_metrics: bool = setting(
+        True,
+        "When false, `metrics` is `null` in `get_stats()` (`None` in `statistics()`). The "
+        "counters are kept either way.",
+    )
+    max_subscriber_idle_time: float = setting(
+        600.0,
+        "A subscriber with events waiting unread this long (the wait restarts at each read that "
+        "leaves events pending) is closed with `CloseReason.STALE` at the next cleanup pass.",
+        unit="seconds",
+    )
+    memory_warning_threshold_mb: float = setting(
+        500.0,
+        "Above it the level is `warning` (logged, reported as `memoryLevel`). Also the level RSS "
+        "must fall back to (at or under) to leave `critical`.",
+        unit="MiB of RSS",
+    )
+    memory_critical_threshold_mb: float = setting(
+        1000.0,
+        "Above it the level is `critical`: every memory check halves every history, and "
+        "`subscribe` raises `MemoryPressureError`, until RSS is back at or under the warning "
+        "threshold. At least `memory_warning_threshold_mb`.",
+        unit="MiB of RSS",
+    )
+    memory_check_interval: float = setting(
+        5.0,
+        "Period of the memory check (the first runs when the broadcaster starts).",
+        unit="seconds",
+    )
+    max_sessions: int = setting(
+        10_000,
+        "Sessions held at once. A new session beyond it evicts the oldest idle session "
+        "(`sessionsEvicted`); if every session has subscribers, `publish` or `subscribe` raises "
+        "`SessionLimitError`.",
+        unit="sessions",
+    )
+    max_subscribers_per_session: int = setting(
+        1000,
+        "Open subscriptions of one session; beyond it `subscribe` raises `SubscriberLimitError`.",
+        unit="subscribers",
+    )
+    max_subscribers: int = setting(
+        10_000,
+        "Open subscriptions of all sessions; beyond it `subscribe` raises `SubscriberLimitError`.",
+        unit="subscribers",
+    )
+    max_event_bytes: int = setting(
+        64 * _KiB,
+        "Largest encoded event `publish` accepts; a larger one raises `EventTooLargeError` and "
+        "nothing is created. At most `max_history_bytes_per_session` and `max_queue_bytes`.",
+        unit="bytes",
+    )
+    slow_consumer_policy: SlowConsumerPolicy = setting(  # noqa: RUF009 (a Literal is immutable)
+        "disconnect",
+        "What happens when a subscriber's queue is full. `disconnect`: the subscription ends at "
+        "once with `CloseReason.SLOW_CONSUMER`, its queue is freed, and the client resumes from "
+        "history with its last event id. `drop`: the event is skipped for that subscriber and "
+        'the next event it receives is preceded by a `gap` event `{"dropped": n}`.',
+    )
+
+    def _check_together(self) -> None:
         if self.memory_critical_threshold_mb < self.memory_warning_threshold_mb:
             raise ConfigError(
                 "memory_critical_threshold_mb must be at least memory_warning_threshold_mb "
@@ -142,26 +419,6 @@ class BroadcasterConfig(Loadable):
             raise ConfigError("max_event_bytes must not exceed max_history_bytes_per_session")
         if self.max_event_bytes > self.max_queue_bytes:
             raise ConfigError("max_event_bytes must not exceed max_queue_bytes")
-
-    @classmethod
-    def from_toml(
-        cls, path: str | os.PathLike[str], *, table: str | None = None
-    ) -> BroadcasterConfig:
-        """Load settings from a TOML file, optionally from one ``[table]`` of it.
-
-        TOML has no null: an optional setting given as the string ``"none"`` is None.
-        """
-        try:
-            with Path(path).open("rb") as file:
-                document = tomllib.load(file)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc}") from exc
-        if table is not None:
-            section = document.get(table)
-            if not isinstance(section, dict):
-                raise ConfigError(f"{os.fspath(path)!r} has no [{table}] table")
-            document = section
-        return cls.from_mapping(document)
 
     def held_bytes_bound(
         self, *, sessions: int | None = None, subscribers: int | None = None
@@ -184,56 +441,3 @@ class BroadcasterConfig(Loadable):
         )
         queue = min(self.max_queue_size * self.max_event_bytes, self.max_queue_bytes)
         return sessions * history + subscribers * (queue + history + RESET_NOTICE_MAX_BYTES)
-
-    def replace(self, **changes: Any) -> BroadcasterConfig:
-        """A copy with ``changes`` applied and validated."""
-        return dataclasses.replace(self, **changes)
-
-
-def _check_field(name: str, annotation: object, value: object) -> None:
-    optional = "None" in str(annotation)
-    if value is None:
-        if not optional:
-            raise ConfigError(f"{name} must not be None")
-        return
-    kind = str(annotation)
-    if name == "slow_consumer_policy":
-        choices = get_args(SlowConsumerPolicy)
-        if value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be a bool, not {value!r}")
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive int, not {value!r}")
-    else:  # float seconds or megabytes
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        if number is None or not math.isfinite(number) or number <= 0:
-            raise ConfigError(f"{name} must be a positive finite number, not {value!r}")
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def parse_text(name: str, annotation: object, raw: str) -> object:
-    """Parse a setting given as text (an environment variable)."""
-    kind = str(annotation)
-    text = raw.strip()
-    if "None" in kind and text.lower() in {"none", "null", ""}:
-        return None
-    try:
-        if kind == "bool":
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ValueError(text)
-        if kind == "int":
-            return int(text.replace("_", ""))
-        if kind.startswith("float"):
-            return float(text)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
-    return text

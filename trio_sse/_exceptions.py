@@ -4,15 +4,21 @@
 
     TrioSSEError
     ├── ConfigError              (also ValueError) a setting is missing, mistyped or out of range
-    ├── InvalidEventError        (also ValueError) an event that could not be put on the wire safely
+    ├── InvalidEventError        (also ValueError) an event that cannot be put on the wire safely
     │   └── EventTooLargeError   its encoded size is over ``max_event_bytes``
-    ├── ProtocolError            (also ValueError) an incoming event stream broke a parser limit
-    └── CapacityError            a configured bound refuses new work; try again later
-        ├── SessionLimitError    ``max_sessions`` reached and no idle session could be evicted
-        ├── SubscriberLimitError ``max_subscribers_per_session`` or ``max_subscribers`` reached
-        └── MemoryPressureError  memory is over the critical threshold; shedding load
+    ├── ProtocolError            (also ValueError) a bad event stream or server answer
+    ├── CapacityError            a configured bound refuses new work; try again later
+    │   ├── SessionLimitError    ``max_sessions`` reached and no idle session could be evicted
+    │   ├── SubscriberLimitError ``max_subscribers_per_session`` or ``max_subscribers`` reached
+    │   └── MemoryPressureError  memory is over the critical threshold; shedding load
+    ├── BatchError               one event of a batch publish was refused; none was published
+    ├── AuthError                a request's token is missing, invalid (401) or not allowed (403)
+    └── StreamStalled            the client's stream went silent for ``stall_timeout`` seconds
 
-Closed or broken resources raise trio's own ``trio.ClosedResourceError`` with trio's meaning.
+Closed, broken or exhausted resources raise trio's own ``trio.ClosedResourceError``,
+``trio.BrokenResourceError``, ``trio.EndOfChannel`` and ``trio.WouldBlock`` with trio's meaning.
+Every class is importable from ``trio_sse``; this module imports nothing, so the lowest layer
+(the sans-IO protocol) can raise them.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ class EventTooLargeError(InvalidEventError):
 
 
 class ProtocolError(TrioSSEError, ValueError):
-    """An incoming event stream exceeded a limit of the parser."""
+    """An incoming event stream exceeded a limit of the parser, or an answer was malformed."""
 
 
 class CapacityError(TrioSSEError):
@@ -52,3 +58,30 @@ class SubscriberLimitError(CapacityError):
 
 class MemoryPressureError(CapacityError):
     """Memory is above the critical threshold; new subscriptions are refused until it recovers."""
+
+
+class AuthError(TrioSSEError):
+    """A request is not authorised. ``status`` is 401 (no or bad token) or 403 (not allowed)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StreamStalled(TrioSSEError):
+    """No byte arrived on the client's stream for ``stall_timeout`` seconds."""
+
+
+class BatchError(TrioSSEError):
+    """An event of a batch publish was refused, so none of the batch was published.
+
+    Attributes:
+        index: The position of the first refused event in the batch.
+        error: Why it was refused (an :class:`InvalidEventError` or
+            :class:`EventTooLargeError`).
+    """
+
+    def __init__(self, index: int, error: TrioSSEError) -> None:
+        super().__init__(f"event {index} of the batch: {error}")
+        self.index = index
+        self.error = error

@@ -1,5 +1,11 @@
 """Bounded per-session history: by count, by bytes and by TTL; replay after an event id.
 
+Each retained event sits beside its expiry deadline (``trio.current_time()`` at delivery plus
+its TTL, or infinity): TTLs are history's metadata, so the wire event (``SSEEvent``) carries none.
+The TTL travels from ``publish`` through the backend as a relative number of seconds, because
+trio's clock is per process; each broadcaster starts it when the event is delivered, which for
+the in-memory backend is the moment of the publish.
+
 Event ids are ``<epoch>-<seq>``. The epoch is a fresh random token each time a history is
 created, so a broadcaster restart or an expired session is visible in every id issued after it.
 Within a history sequence numbers are contiguous and events only ever leave from the front
@@ -15,10 +21,12 @@ everything retained: the client knows it missed something and gets all that is l
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 from collections import deque
 from dataclasses import dataclass
 
+from ._exceptions import InvalidEventError
 from ._protocol import SSEEvent
 from ._stats import Counters
 
@@ -27,6 +35,23 @@ ECHOED_ID_MAX_CHARS = 256
 """A reset notice echoes at most this much of the client's cursor."""
 RESET_NOTICE_MAX_BYTES = 2048
 """Upper bound of an encoded reset notice (the echoed cursor is at most 6 bytes a character)."""
+
+
+def check_ttl(ttl: float | None) -> None:
+    """Refuse a TTL that is not a positive number of seconds (None: no TTL).
+
+    Raises:
+        InvalidEventError: ``ttl`` is not None, not a number, a bool, NaN, or not positive.
+    """
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0
+    ):
+        raise InvalidEventError(f"ttl must be positive seconds or None, not {ttl!r}")
+
+
+def expiry(now: float, ttl: float | None) -> float:
+    """The deadline of an event delivered at ``now`` with ``ttl``: ``math.inf`` for no TTL."""
+    return math.inf if ttl is None else now + ttl
 
 
 def new_epoch() -> str:
@@ -61,6 +86,7 @@ class History:
 
     __slots__ = (
         "_counters",
+        "_deadlines",
         "_events",
         "_seqs",
         "bytes",
@@ -85,6 +111,7 @@ class History:
         self.bytes = 0
         self._events: deque[SSEEvent] = deque()
         self._seqs: deque[int] = deque()  # sequence number of each retained event
+        self._deadlines: deque[float] = deque()  # when each retained event expires
 
     def __len__(self) -> int:
         return len(self._events)
@@ -105,9 +132,9 @@ class History:
         self.reserved += 1
         return self.reserved
 
-    def append(self, event: SSEEvent, seq: int) -> None:
-        """Add ``event``, which holds the id of ``seq``, then evict the oldest events until
-        both bounds hold again.
+    def append(self, event: SSEEvent, seq: int, expires_at: float) -> None:
+        """Add ``event``, which holds the id of ``seq`` and expires at ``expires_at`` (see
+        :func:`expiry`), then evict the oldest events until both bounds hold again.
 
         Raises:
             ValueError: ``seq`` is not newer than the newest appended event, or was never
@@ -118,6 +145,7 @@ class History:
         self.last_seq = seq
         self._events.append(event)
         self._seqs.append(seq)
+        self._deadlines.append(expires_at)
         self.bytes += event.size
         self._counters.history_events += 1
         self._counters.history_bytes += event.size
@@ -128,7 +156,7 @@ class History:
     def expire(self, now: float) -> int:
         """Remove expired events from the front; return how many left."""
         removed = 0
-        while self._events and self._events[0].is_expired(now):
+        while self._deadlines and self._deadlines[0] <= now:
             self._pop_front()
             removed += 1
         self._counters.events_expired += removed
@@ -149,6 +177,7 @@ class History:
     def _pop_front(self) -> None:
         event = self._events.popleft()
         self.lost_through = self._seqs.popleft()
+        self._deadlines.popleft()
         self.bytes -= event.size
         self._counters.history_events -= 1
         self._counters.history_bytes -= event.size
@@ -177,11 +206,12 @@ class History:
         start = len(self._seqs)
         while start and self._seqs[start - 1] > seq:
             start -= 1
-        after = itertools.islice(self._events, start, None)
-        return Replay([e for e in after if not e.is_expired(now)])
+        after = itertools.islice(zip(self._events, self._deadlines, strict=True), start, None)
+        return Replay([event for event, deadline in after if now < deadline])
 
     def _reset(self, reason: str, last_event_id: str, now: float) -> Replay:
-        retained = [e for e in self._events if not e.is_expired(now)]
+        live = zip(self._events, self._deadlines, strict=True)
+        retained = [event for event, deadline in live if now < deadline]
         # The cursor just before the replayed events: resuming from it replays them all.
         before = self._seqs[0] - 1 if self._seqs else self.last_seq
         echoed = last_event_id[:ECHOED_ID_MAX_CHARS]
@@ -191,5 +221,5 @@ class History:
             "lastEventId": echoed.encode("utf-8", "backslashreplace").decode("utf-8"),
             "oldestId": retained[0].id if retained else None,
         }
-        reset = SSEEvent(RESET_EVENT_TYPE, data, id=f"{self.epoch}-{before}", created_at=now)
+        reset = SSEEvent(RESET_EVENT_TYPE, data, id=f"{self.epoch}-{before}")
         return Replay([reset, *retained], reason)

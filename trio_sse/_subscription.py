@@ -1,6 +1,6 @@
 """One subscriber: a bounded trio memory channel, its replay, and the slow-consumer policy.
 
-The broadcaster offers each event with ``_offer`` (never blocking: ``send_nowait``). A full
+The broadcaster offers each event with ``offer`` (never blocking: ``send_nowait``). A full
 queue (by count or by bytes) applies the policy: ``disconnect`` closes the subscription at once
 and frees what it held, so its client reconnects and resumes from history; ``drop`` skips the
 event and remembers how many were skipped, and the next event that does get through is preceded
@@ -8,6 +8,13 @@ by a ``gap`` notice saying so. Replayed history waits in a plain list in front o
 (newest first, so ``pop()`` takes the oldest): it was taken in the same synchronous step that
 registered the subscriber, which is what makes the handoff from replay to live events lossless
 and free of duplicates.
+
+A subscription may be given an *output* when it is created (:class:`SubscriberOutput`: the
+server's socket transport). While the reader waits with nothing queued, ``offer`` hands each
+event to that output instead of the channel, so no task wakes per delivery.
+
+The broadcaster calls only ``offer``, ``end`` and ``is_stale``: package-internal methods,
+documented here, that user code has no reason to call.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -25,6 +32,24 @@ from ._protocol import SSEEvent
 from ._stats import Counters
 
 GAP_EVENT_TYPE: Final = "gap"
+
+
+class SubscriberOutput(Protocol):
+    """Where a subscription may hand events straight to, past its channel (package-internal).
+
+    The server's socket transport is one: it takes an event's bytes for the socket while the
+    stream's writer waits idle.
+    """
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        """Called once by the subscription it is given to: ``wake`` makes the reader's waiting
+        :meth:`Subscription.receive_batch` return ``[]`` (to write what the output kept)."""
+        ...
+
+    def offer(self, event: SSEEvent, now: float) -> bool:
+        """Take ``event`` without blocking (``now`` is ``trio.current_time()``); False: queue it
+        in the channel instead."""
+        ...
 
 
 class CloseReason(enum.Enum):
@@ -100,6 +125,7 @@ class Subscription:
         "_max_queue_bytes",
         "_max_queue_size",
         "_on_close",
+        "_output",
         "_parked",
         "_queued",
         "_queued_bytes",
@@ -109,7 +135,6 @@ class Subscription:
         "_waiting_since",
         "_wake_pending",
         "close_reason",
-        "direct",
         "last_event_id",
         "session_id",
     )
@@ -123,6 +148,7 @@ class Subscription:
         on_close: Callable[[Subscription], None],
         now: float,
         cursor: str | None = None,
+        output: SubscriberOutput | None = None,
     ) -> None:
         self.session_id = session_id
         self.close_reason: CloseReason | None = None
@@ -136,10 +162,7 @@ class Subscription:
         self._in_channel = 0  # events (not wake markers) in the channel
         self._wake_pending = False
         self._parked = False
-        self.direct: Callable[[SSEEvent, float], bool] | None = None
-        """Optional fast delivery, tried while the reader waits with nothing queued (a server
-        writing straight to a socket), called with the event and ``trio.current_time()``:
-        returns True if it took the event, False to queue it."""
+        self._output = output
         self._max_queue_bytes = config.max_queue_bytes
         self._drop_policy = config.slow_consumer_policy == "drop"
         self._counters = counters
@@ -153,6 +176,8 @@ class Subscription:
         self._delivered = 0
         counters.queued_events += self._queued
         counters.queued_bytes += self._queued_bytes
+        if output is not None:
+            output.attach(self.wake)
 
     # -- reading side ---------------------------------------------------------------
 
@@ -268,18 +293,21 @@ class Subscription:
         if event.id is not None:
             self.last_event_id = event.id
 
-    # -- broadcaster side -----------------------------------------------------------
+    # -- broadcaster side (package-internal) ------------------------------------------
 
-    def _offer(self, event: SSEEvent, size: int, now: float) -> bool:
-        """Queue ``event`` without blocking; False means: disconnect this slow consumer."""
+    def offer(self, event: SSEEvent, size: int, now: float) -> bool:
+        """Queue ``event`` without blocking; False means: disconnect this slow consumer.
+
+        Package-internal: the broadcaster's fan-out calls it.
+        """
         # The reader waits with nothing queued or in hand (_queued counts an item it took but
-        # has not consumed yet): hand the event over without waking it, if ``direct`` can.
+        # has not consumed yet): hand the event to the output without waking it, if it can.
         if (
             self._parked
             and not self._queued
             and not self._dropped_pending
-            and self.direct is not None
-            and self.direct(event, now)
+            and self._output is not None
+            and self._output.offer(event, now)
         ):
             self._delivered += 1
             self._counters.events_delivered += 1
@@ -315,11 +343,17 @@ class Subscription:
         self._counters.events_dropped += 1
         return True
 
-    def _is_stale(self, now: float, idle_time: float) -> bool:
+    def is_stale(self, now: float, idle_time: float) -> bool:
+        """Whether events have waited unread ``idle_time`` at ``now`` (package-internal: the
+        cleanup pass asks)."""
         return self._waiting_since is not None and now - self._waiting_since >= idle_time
 
-    def _close(self, reason: CloseReason) -> None:
-        """End the subscription and free what it holds. Idempotent; never blocks."""
+    def end(self, reason: CloseReason) -> None:
+        """End the subscription and free what it holds. Idempotent; never blocks.
+
+        Package-internal: the broadcaster calls it (leaving ``subscribe``'s block, a slow
+        consumer, a stale one, a closed session, shutdown); the first reason wins.
+        """
         if self.close_reason is not None:
             return
         self.close_reason = reason

@@ -1,9 +1,10 @@
 """Event values: validated when created, encoded once.
 
-An :class:`SSEEvent` is what the broadcaster publishes. Its wire form is computed in
-``__post_init__`` and kept on the instance, so fanning it out to any number of subscribers
-never encodes it again. A :class:`MessageEvent` is what the parser dispatches, shaped like the
-browser's ``MessageEvent`` (type, data, lastEventId).
+An :class:`SSEEvent` is the wire event: what the broadcaster publishes, nothing more. Its wire
+form is computed in ``__post_init__`` and kept on the instance, so fanning it out to any number
+of subscribers never encodes it again. How long an event stays in history (its TTL) is history's
+business (``trio_sse/_history.py``), not the event's. A :class:`MessageEvent` is what the parser
+dispatches, shaped like the browser's ``MessageEvent`` (type, data, lastEventId).
 """
 
 from __future__ import annotations
@@ -71,8 +72,6 @@ class SSEEvent:
             sent as several ``data:`` lines and arrives joined by ``\\n``.
         id: The event id (``<epoch>-<seq>`` when the broadcaster assigns it), or None.
         retry: A reconnection time in milliseconds to send with the event, or None.
-        ttl: Seconds after ``created_at`` at which the event leaves history, or None.
-        created_at: ``trio.current_time()`` when the broadcaster created it.
         encoded: The wire bytes, computed once here; every subscriber receives this buffer.
         size: ``len(encoded)``.
     """
@@ -81,8 +80,6 @@ class SSEEvent:
     data: Any
     id: str | None = None
     retry: int | None = None
-    ttl: float | None = None
-    created_at: float = 0.0
     encoded: bytes = field(init=False, repr=False, compare=False)
     size: int = field(init=False, repr=False, compare=False)
 
@@ -96,18 +93,12 @@ class SSEEvent:
             isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0
         ):
             raise InvalidEventError(f"retry must be a non-negative int (ms), not {self.retry!r}")
-        if self.ttl is not None and not self.ttl > 0:
-            raise InvalidEventError(f"ttl must be positive seconds or None, not {self.ttl!r}")
         try:
             encoded = _encode_fields(self.type, data_text(self.data), self.id, self.retry)
         except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
             raise InvalidEventError(f"event cannot be encoded as UTF-8: {exc}") from exc
         object.__setattr__(self, "encoded", encoded)
         object.__setattr__(self, "size", len(encoded))
-
-    def is_expired(self, now: float) -> bool:
-        """Whether the event's TTL has run out at time ``now`` (``trio.current_time()``)."""
-        return self.ttl is not None and now >= self.created_at + self.ttl
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,10 @@ and a stack of coroutine frames per connection: about 5.7 KB, more than a third 
 stream holds (``docs/performance.md``). Instead, each stream's socket joins one epoll set
 (level-triggered ``EPOLLIN | EPOLLRDHUP``), and one task per server waits until that set is
 readable, then tells each stream whose client hung up. Bytes a client sends anyway are read and
-ignored, as before. Where ``select.epoll`` does not exist, :meth:`HangupWatcher.watch` says so
-and the stream watches its own socket with a task.
+ignored, as before. A connection whose next request may already be arriving (a long poll on a
+kept-alive connection) is watched without reading (``EPOLLRDHUP`` alone), so pipelined bytes
+stay in the socket for the request after it. Where ``select.epoll`` does not exist,
+:meth:`HangupWatcher.watch` says so and the stream watches its own socket with a task.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import trio
 READ_SIZE = 65536
 _GONE = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
 _RDHUP = getattr(select, "EPOLLRDHUP", 0)
-_WATCH = getattr(select, "EPOLLIN", 0) | _RDHUP
+_IN = getattr(select, "EPOLLIN", 0)
+_WATCH = _IN | _RDHUP
 
 
 class HangupWatcher:
@@ -32,15 +35,18 @@ class HangupWatcher:
         self._epoll: select.epoll | None = None  # while run() runs
         self._callbacks: dict[int, Callable[[], None]] = {}
 
-    def watch(self, fd: int, on_hangup: Callable[[], None]) -> bool:
+    def watch(self, fd: int, on_hangup: Callable[[], None], *, drain: bool = True) -> bool:
         """Call ``on_hangup`` when the peer of socket ``fd`` leaves; False if this cannot
         (no epoll here, or :meth:`run` is not running).
 
-        :meth:`unwatch` it before the socket is closed (its number may be reused).
+        With ``drain``, bytes the peer sends are read and dropped (an event stream's client
+        has nothing more to say); without, they are left for the next request and only a
+        close, reset or half-close (``EPOLLRDHUP``) counts. :meth:`unwatch` it before the
+        socket is closed (its number may be reused).
         """
         if self._epoll is None:
             return False
-        self._epoll.register(fd, _WATCH)
+        self._epoll.register(fd, _WATCH if drain else _RDHUP)
         self._callbacks[fd] = on_hangup
         return True
 
@@ -83,6 +89,8 @@ class HangupWatcher:
 
 def _hung_up(fd: int, mask: int) -> bool:
     """Whether the peer left; reads (and drops) what it sent, to find out."""
+    if mask & (_GONE | _RDHUP) and not mask & _IN:  # closed, or watched without reading
+        return True
     if mask & _GONE:
         return True
     try:

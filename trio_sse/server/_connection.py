@@ -1,0 +1,226 @@
+"""One accepted connection on the lean path: requests, one after another, until it closes.
+
+Each request head is read against a deadline (``head_timeout``; an idle kept-alive connection
+waits ``keep_alive_timeout`` for the next one), parsed (``_http.py``), matched against the route
+table (``_routes.py``), and its body read against ``body_timeout`` within ``max_body_bytes``.
+A whole answer is written with its length and the connection stays open for the next request;
+an event stream is written straight to the socket by the stream endpoint, chunk-framed, and the
+connection closes when it ends, whichever request it followed. A long poll is cancelled if its
+client leaves (the hang-up watcher, without reading pipelined bytes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._errors import HTTPError
+from ._http import ChunkedReader, RequestHead, bad_request, head_end, parse_head, response_head
+from ._routes import Request, Response, Route, allowed_methods, match
+from ._transport import SocketTransport
+
+if TYPE_CHECKING:
+    from ._serve import LeanServer
+
+logger = logging.getLogger("trio_sse")
+
+READ_SIZE = 65536
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
+
+
+class Connection:
+    """Serves the requests of one socket (see the module docstring)."""
+
+    def __init__(self, server: LeanServer, stream: trio.SocketStream) -> None:
+        self._server = server
+        self._api = server.api
+        self._settings = server.settings
+        self._stream = stream
+        self._fd = stream.socket.fileno()
+        self._buffer = bytearray()
+        self._idle: trio.CancelScope | None = None
+        self.busy = False
+        """A request is being served (shutdown lets it finish)."""
+
+    def shutdown(self) -> None:
+        """Close at once if waiting for a request; else after the one being served."""
+        if self._idle is not None:
+            self._idle.cancel()
+
+    async def run(self) -> None:
+        deadline: float | None = trio.current_time() + self._settings.head_timeout
+        keep_alive = True
+        while keep_alive and not self._server.closing:
+            try:
+                head = await self._read_head(deadline)
+                if head is None:
+                    return
+                self.busy = True
+                keep_alive = await self._serve(parse_head(head))
+            except HTTPError as error:  # a request we could not read: answer, then close
+                await self._send(Response.of(error))
+                await self._linger()
+                return
+            finally:
+                self.busy = False
+            deadline = None
+
+    async def _read_head(self, deadline: float | None) -> bytes | None:
+        """The next request head, or None: the client left, stayed idle, or we shut down.
+
+        ``deadline`` is when a first request's head must be complete; on a kept-alive
+        connection the client has ``keep_alive_timeout`` to start the next request, and
+        ``head_timeout`` from its first byte to finish its head.
+
+        Raises:
+            HTTPError: a head over its deadline (408), too large (431) or with bare LFs (400).
+        """
+        settings = self._settings
+        while (end := head_end(self._buffer, settings.max_head_bytes)) < 0:
+            if not self._buffer:  # idle: nothing of a request yet
+                wait = deadline or trio.current_time() + settings.keep_alive_timeout
+                with trio.CancelScope(deadline=wait) as self._idle:
+                    if self._server.closing:
+                        return None
+                    data = await self._stream.receive_some(READ_SIZE)
+                self._idle = None
+                if not data:  # EOF, timed out, or shutting down
+                    return None
+                deadline = deadline or trio.current_time() + settings.head_timeout
+            else:
+                assert deadline is not None
+                data = b""
+                with trio.move_on_at(deadline):
+                    data = await self._stream.receive_some(READ_SIZE)
+                if trio.current_time() >= deadline and not data:
+                    raise bad_request("the request head did not arrive in time", 408)
+                if not data:
+                    return None
+            self._buffer += data
+        head = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return head
+
+    async def _serve(self, head: RequestHead) -> bool:
+        """Serve one request; whether the connection may carry another."""
+        request = Request(head.method, head.path, head.query, head.headers)
+        if head.method == "OPTIONS" and (allow := allowed_methods(head.path)) is not None:
+            await self._discard_body(head)
+            return await self._send(self._api.options(request, allow), head)
+        try:
+            route, request.params = match(head.method, head.path)
+        except HTTPError as error:
+            if head.chunked or head.content_length:
+                error.close = True  # not worth reading a body we refuse
+            keep_alive = await self._send(self._api.refuse(request, error), head, close=error.close)
+            if error.close:
+                await self._linger()
+            return keep_alive
+        if route.stream:
+            await self._stream_events(request)
+            return False
+        request.body = await self._read_body(head)
+        if route.long:
+            response = await self._respond_unless_gone(route, request)
+            if response is None:
+                return False
+        else:
+            response = await self._api.respond(route, request)
+        return await self._send(response, head)
+
+    async def _respond_unless_gone(self, route: Route, request: Request) -> Response | None:
+        hangups = self._server.hangups
+        with trio.CancelScope() as scope:
+            watched = hangups.watch(self._fd, scope.cancel, drain=False)
+            try:
+                return await self._api.respond(route, request)
+            finally:
+                if watched:
+                    hangups.unwatch(self._fd)
+        return None  # the client left: nobody to answer
+
+    async def _stream_events(self, request: Request) -> None:
+        server = self._server
+        transport = SocketTransport(
+            self._stream, server.coalescer, server.hangups, head_only=request.method == "HEAD"
+        )
+        try:
+            await self._api.streams.serve(request, transport, transport)
+        finally:
+            transport.close()
+
+    async def _read_body(self, head: RequestHead) -> bytes:
+        """The whole body, within ``max_body_bytes`` and ``body_timeout``.
+
+        Raises:
+            HTTPError: 413 (too large), 408 (too slow), 400 (malformed chunks or EOF).
+        """
+        limit = self._settings.max_body_bytes
+        length = head.content_length
+        if length == 0:
+            return b""
+        if length is not None and length > limit:
+            raise HTTPError(413, f"the body is over max_body_bytes={limit}", close=True)
+        if head.headers.get("expect", "").lower() == "100-continue" and not self._buffer:
+            await self._stream.send_all(CONTINUE)
+        deadline = trio.current_time() + self._settings.body_timeout
+        chunks = ChunkedReader(limit) if length is None else None
+        while True:
+            if chunks is not None:
+                del self._buffer[: chunks.feed(self._buffer)]
+                if chunks.done:
+                    return bytes(chunks.body)
+            elif length is not None and len(self._buffer) >= length:
+                body = bytes(self._buffer[:length])
+                del self._buffer[:length]
+                return body
+            data = b""
+            with trio.move_on_at(deadline):
+                data = await self._stream.receive_some(READ_SIZE)
+            if not data:
+                late = trio.current_time() >= deadline
+                raise (
+                    bad_request("the body did not arrive in time", 408)
+                    if late
+                    else bad_request("the connection ended inside the body")
+                )
+            self._buffer += data
+
+    async def _linger(self) -> None:
+        """Half-close, then read and drop what the client still sends, for a moment.
+
+        Closing a socket with unread input resets it, and the reset can destroy the answer
+        before the client reads it (a client still sending a refused body). Bounded in time
+        and bytes (RFC 9112 9.6, nginx's "lingering close").
+        """
+        with trio.move_on_after(LINGER_SECONDS):
+            await self._stream.send_eof()
+            received = 0
+            while received < LINGER_BYTES and (data := await self._stream.receive_some(READ_SIZE)):
+                received += len(data)
+
+    async def _discard_body(self, head: RequestHead) -> None:
+        if head.chunked or head.content_length:
+            await self._read_body(head)
+
+    async def _send(
+        self, response: Response, head: RequestHead | None = None, *, close: bool = False
+    ) -> bool:
+        """Write a whole answer; whether the connection stays open."""
+        keep_alive = head is not None and head.keep_alive and not close
+        keep_alive = keep_alive and not self._server.closing
+        headers = response.headers
+        if response.content_type:
+            headers = [("Content-Type", response.content_type), *headers]
+        if keep_alive and head is not None and head.version == "1.0":
+            headers.append(("Connection", "keep-alive"))
+        body = b"" if head is not None and head.method == "HEAD" else response.body
+        data = response_head(
+            response.status, headers, keep_alive=keep_alive, length=len(response.body)
+        )
+        await self._stream.send_all(data + body)
+        return keep_alive
