@@ -32,7 +32,10 @@ one JSON object per line, ``"event"`` naming it):
 
 - at start: the audience opens ``--streams`` streams to 127.0.0.1:``--port``
   (``GET /sessions/bench/events``, ``OPEN_CONCURRENCY`` at once, the response head must be
-  ``200`` and chunked), then writes ``ready`` (or ``error`` with a message, and exits 1);
+  ``200`` and chunked), then writes ``ready`` (or ``error`` with a message, and exits 1). With
+  ``--sessions N`` (and ``--first-session K``) stream n subscribes to session
+  ``u<(K + n) mod N>`` instead, one stream per session when N is the total count
+  (``requests.py``'s per-user workload);
 - ``expect <tag> <events> <latencies 0|1>``: a new tally; every stream's count restarts at 0 and
   ticks of another tag become anomalies. Answered by ``expecting`` at once (publish after it),
   then by ``done`` when every stream has ``events`` ticks of the tag, with ``finished_at``
@@ -69,6 +72,8 @@ HOST = "127.0.0.1"
 SESSION = "bench"
 STREAM_PATH = f"/sessions/{SESSION}/events"
 STREAM_REQUEST = f"GET {STREAM_PATH} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+SESSION_PREFIX = "u"
+"""With ``--sessions N``, the streams subscribe to sessions ``u0`` ... ``u<N-1>``."""
 RECEIVE_SIZE = 256 * 1024
 OPEN_CONCURRENCY = 64
 """Streams being opened at once (the server's listen backlog is 1024)."""
@@ -86,6 +91,16 @@ Message = dict[str, Any]
 
 class StreamError(Exception):
     """A stream was refused, ended, or broke the protocol."""
+
+
+def session_name(number: int) -> str:
+    """The session of number ``number`` (``--sessions``): ``u<number>``."""
+    return f"{SESSION_PREFIX}{number}"
+
+
+def stream_request(session: str = SESSION) -> bytes:
+    """The head of ``GET /sessions/<session>/events``."""
+    return f"GET /sessions/{session}/events HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 
 
 def raise_fd_limit(wanted: int = 4096) -> None:
@@ -325,9 +340,9 @@ def unpack_latencies(text: str) -> list[float]:
 class Opening:
     """A stream whose response head is still being read."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, request: bytes = STREAM_REQUEST) -> None:
         self.sock = socket.create_connection((HOST, port), timeout=10.0)
-        self.sock.sendall(STREAM_REQUEST)
+        self.sock.sendall(request)
         self.sock.setblocking(False)
         self.data = b""
 
@@ -349,9 +364,12 @@ class Opening:
 class Audience:
     """Every stream of this process, read in one ``epoll`` loop; commands come on stdin."""
 
-    def __init__(self, port: int, count: int) -> None:
+    def __init__(self, port: int, count: int, sessions: int = 0, first: int = 0) -> None:
         self.port = port
         self.count = count
+        self.sessions = sessions
+        """0: every stream on ``SESSION``; else stream n on session ``(first + n) % sessions``."""
+        self.first = first
         self.epoll = select.epoll()
         self.streams: dict[int, Stream] = {}
         self.anomalies: Counter[str] = Counter()
@@ -385,7 +403,7 @@ class Audience:
         started = 0
         while started < self.count or opening:
             while started < self.count and len(opening) < OPEN_CONCURRENCY:
-                new = Opening(self.port)
+                new = Opening(self.port, self.request(started))
                 opening[new.sock.fileno()] = new
                 self.epoll.register(new.sock.fileno(), select.EPOLLIN)
                 started += 1
@@ -397,6 +415,12 @@ class Audience:
                     self.open_one(opening, fd)
                 else:
                     self.read(fd, self.streams[fd])
+
+    def request(self, number: int) -> bytes:
+        """The request of this process's stream ``number``."""
+        if not self.sessions:
+            return STREAM_REQUEST
+        return stream_request(session_name((self.first + number) % self.sessions))
 
     def open_one(self, opening: dict[int, Opening], fd: int) -> None:
         done = opening[fd].receive()
@@ -497,10 +521,10 @@ def say(**message: Any) -> None:
     sys.stdout.buffer.flush()
 
 
-def serve(port: int, count: int) -> int:
+def serve(port: int, count: int, sessions: int = 0, first: int = 0) -> int:
     """The audience process: open the streams, say ``ready``, obey commands; exit code."""
     raise_fd_limit(count + 64)
-    audience = Audience(port, count)
+    audience = Audience(port, count, sessions, first)
     try:
         audience.open_streams()
     except (StreamError, OSError) as error:
@@ -621,6 +645,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, help="the server's port on 127.0.0.1")
     parser.add_argument("--streams", type=int, default=0, help="streams to open")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=0,
+        help=f"spread the streams over sessions {SESSION_PREFIX}0.. (default 0: all on {SESSION})",
+    )
+    parser.add_argument(
+        "--first-session", type=int, default=0, help="session number of the first stream"
+    )
     parser.add_argument("--self-test", action="store_true", help="check the decoder and exit")
     args = parser.parse_args(argv)
     if args.self_test:
@@ -628,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.port is None:
         parser.error("--port is required")
-    return serve(args.port, args.streams)
+    return serve(args.port, args.streams, args.sessions, args.first_session)
 
 
 if __name__ == "__main__":

@@ -146,8 +146,6 @@ from audience import (
     unpack_latencies,
 )
 
-from trio_sse import BroadcasterConfig, ServerSettings, serve
-
 DATA_CHARS = 64
 CAPACITY = 5_000
 """max_subscribers, max_subscribers_per_session and max_connections of the server."""
@@ -231,8 +229,12 @@ QUICK = Plan(
 
 def run_server(port: int) -> None:
     """The child process: serve until SIGTERM."""
+    import trio_sse  # only the server imports it
+    from trio_sse import BroadcasterConfig, ServerSettings, serve
+
     raise_fd_limit()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(__name__).info("trio_sse from %s", Path(trio_sse.__file__).parent)
     config = BroadcasterConfig(max_subscribers=CAPACITY, max_subscribers_per_session=CAPACITY)
     settings = ServerSettings(
         host=HOST,
@@ -298,16 +300,25 @@ class ServerProcess:
     """A server in a child process, stopped with SIGTERM (SIGKILL if it hangs).
 
     By default ``trio_sse.serve`` (this file with ``--serve PORT``); ``command`` runs another
-    server, which must listen on ``HOST`` and ``port``.
+    server, which must listen on ``HOST`` and ``port``. ``env``: its environment (default:
+    this process's).
     """
 
-    def __init__(self, port: int, log: IO[bytes], command: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        log: IO[bytes],
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.url = f"http://{HOST}:{port}"
         self._log = log
         if command is None:
             command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+        )
 
     def sample(self, audience: Sequence[int] = ()) -> Sample:
         """The server's clocks and memory, with the CPU of the ``audience`` processes."""
@@ -447,8 +458,13 @@ class AudienceProcess:
         self._answers_in, self._answers = trio.open_memory_channel[Message](16)
 
     @classmethod
-    async def start(cls, port: int, streams: int) -> AudienceProcess:
+    async def start(
+        cls, port: int, streams: int, sessions: int = 0, first: int = 0
+    ) -> AudienceProcess:
+        """Start one; ``sessions``/``first``: see ``audience.py`` (0: all on ``bench``)."""
         command = [sys.executable, str(AUDIENCE), "--port", str(port), "--streams", str(streams)]
+        if sessions:
+            command += ["--sessions", str(sessions), "--first-session", str(first)]
         pipe = subprocess.PIPE
         process = await trio.lowlevel.open_process(command, stdin=pipe, stdout=pipe, cwd=ROOT)
         return cls(process, streams)
@@ -561,9 +577,12 @@ def _spread(ordered: list[float]) -> tuple[float, float, float]:
 
 @asynccontextmanager
 async def open_audience(
-    client: LoadClient, count: int, processes: int = 1
+    client: LoadClient, count: int, processes: int = 1, sessions: int = 0
 ) -> AsyncIterator[Audience]:
     """``count`` streams read by ``processes`` audience processes, once the server has them all.
+
+    ``sessions`` 0: every stream on session ``bench``; else spread over sessions ``u0`` ...
+    (``audience.py --sessions``), each process taking the next numbers.
 
     On the way out the processes are asked to close; any still running is killed, whatever
     happened.
@@ -572,8 +591,10 @@ async def open_audience(
     started: list[AudienceProcess] = []
     try:
         async with trio.open_nursery() as nursery:
-            for share in shares:
-                started.append(await AudienceProcess.start(client.server.port, share))
+            for n, share in enumerate(shares):
+                first = sum(shares[:n])
+                reader = await AudienceProcess.start(client.server.port, share, sessions, first)
+                started.append(reader)
             audience = Audience(started, client.anomalies)
             for reader in started:
                 nursery.start_soon(reader.listen, audience.on_done)

@@ -76,12 +76,13 @@ async def exchange_on(
     for line in lines:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    length = int(headers["content-length"])
+    status = int(status_line.split()[1])
+    length = 0 if status == 204 else int(headers["content-length"])  # 204: no body, no length
     while len(body) < length:
         chunk = await stream.receive_some()
         assert chunk, "the connection closed in the middle of the body"
         body += chunk
-    return int(status_line.split()[1]), headers, body
+    return status, headers, body
 
 
 class EventStream:

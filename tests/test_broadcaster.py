@@ -11,6 +11,7 @@ import trio.testing
 from trio.testing import MockClock
 
 from trio_sse import (
+    BatchError,
     BroadcasterConfig,
     CloseReason,
     EventTooLargeError,
@@ -557,3 +558,76 @@ async def test_wake_returns_an_empty_batch_once_and_never_takes_an_event_slot(
         sub.wake()  # receive() skips the marker and returns the next event
         third = await b.publish("s", "t", 3)
         assert await sub.receive() == third
+
+
+# -- batch publish --------------------------------------------------------------------------
+
+
+async def test_a_batch_gets_consecutive_ids_per_session_and_arrives_in_order(
+    autojump_clock: MockClock,
+) -> None:
+    async with open_broadcaster() as b, b.subscribe("a") as sub_a, b.subscribe("b") as sub_b:
+        first = await b.publish("a", "t", 0)
+        items = [("a", "t", 1, None), ("b", "t", 2, None), ("a", "u", {"n": 3}, 5.0)]
+        events = await b.publish_batch(items)
+        epoch = first.id.split("-")[0]  # type: ignore[union-attr]
+        assert [e.id for e in events][::2] == [f"{epoch}-2", f"{epoch}-3"]
+        assert [(e.type, e.data) for e in events] == [("t", 1), ("t", 2), ("u", {"n": 3})]
+        assert [await sub_a.receive() for _ in range(3)] == [first, events[0], events[2]]
+        assert await sub_b.receive() == events[1]
+        assert b.get_stats()["metrics"]["eventsPublished"] == 4
+
+
+async def test_new_sessions_of_a_batch_are_created_once_with_one_epoch(
+    autojump_clock: MockClock,
+) -> None:
+    async with open_broadcaster() as b:
+        events = await b.publish_batch([("new", "t", n, None) for n in range(3)])
+        epochs = {e.id.rsplit("-", 1)[0] for e in events}  # type: ignore[union-attr]
+        assert len(epochs) == 1
+        assert [e.id.rsplit("-", 1)[1] for e in events] == ["1", "2", "3"]  # type: ignore[union-attr]
+        async with b.subscribe("new", last_event_id=events[0].id) as sub:
+            assert [await sub.receive() for _ in range(2)] == events[1:]
+        assert b.get_stats()["totalSessions"] == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (("s", "reset", 1, None), InvalidEventError),
+        (("s", "t", object(), None), InvalidEventError),
+        (("s", "a\nb", 1, None), InvalidEventError),
+        (("s", "t", 1, -1.0), InvalidEventError),
+        (("", "t", 1, None), InvalidEventError),
+        (("s", "t", "x" * 70_000, None), EventTooLargeError),
+    ],
+)
+async def test_one_bad_event_refuses_the_whole_batch_naming_its_index(
+    autojump_clock: MockClock, bad: tuple[str, str, object, float | None], error: type[Exception]
+) -> None:
+    async with open_broadcaster() as b, b.subscribe("s") as sub:
+        items = [("s", "t", 1, None), ("other", "t", 2, None), bad, ("s", "t", 3, None)]
+        with pytest.raises(BatchError) as raised:
+            await b.publish_batch(items)  # type: ignore[arg-type]
+        assert raised.value.index == 2
+        assert isinstance(raised.value.error, error)
+        stats = b.get_stats()
+        assert (stats["totalEvents"], stats["totalSessions"]) == (0, 1)  # "s" has a subscriber
+        with pytest.raises(trio.WouldBlock):
+            sub.receive_nowait()
+
+
+async def test_a_batch_through_a_deferred_backend_interleaved_with_publishes_keeps_ids_distinct(
+    autojump_clock: MockClock,
+) -> None:
+    from .test_backends import DeferredBackend
+
+    async with open_broadcaster(backend=DeferredBackend()) as b, b.subscribe("s") as sub:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(b.publish_batch, [("s", "t", n, None) for n in range(10)])
+            for n in range(10, 15):
+                nursery.start_soon(b.publish, "s", "t", n)
+        received = [await sub.receive() for _ in range(15)]
+        ids = [event.id for event in received]
+        assert len(set(ids)) == 15
+        assert sorted(event.data for event in received) == list(range(15))

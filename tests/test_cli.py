@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import signal
 import subprocess
@@ -238,6 +239,51 @@ def test_serve_publish_listen_and_stats_work_together(
     assert "401" in capsys.readouterr().err
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
+
+
+def test_publish_stdin_sends_ndjson_in_batches_and_prints_the_ids_in_order(
+    served: tuple[str, str, subprocess.Popen[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, token, _ = served
+    lines = [json.dumps({"type": "n", "data": n}) for n in range(5)]
+    lines.insert(2, "")  # blank lines are skipped
+    lines.append(json.dumps({"session": "other", "data": "x"}))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    command = ["publish", "--url", url, "--token", token, "--stdin", "--batch-size", "2", "jobs"]
+    assert main(command) == 0
+    ids = capsys.readouterr().out.split()
+    assert len(ids) == 6
+    poll = httpx.get(f"{url}/sessions/jobs/poll", params={"after": "0"}).json()
+    assert [e["data"] for e in poll["events"][1:]] == [str(n) for n in range(5)]  # after reset
+    assert [e["id"] for e in poll["events"][1:]] == ids[:5]
+    assert httpx.get(f"{url}/stats").json()["metrics"]["eventsPublished"] == 6
+
+
+def test_publish_stdin_names_the_line_of_a_refused_event(
+    served: tuple[str, str, subprocess.Popen[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, token, _ = served
+    text = '{"data": 1}\n\n{"type": "reset", "data": 2}\n'
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    assert main(["publish", "--url", url, "--token", token, "--stdin", "s"]) == 1
+    error = capsys.readouterr().err
+    assert "line 3" in error and "reserved" in error
+    assert httpx.get(f"{url}/stats").json()["metrics"]["eventsPublished"] == 0  # all or none
+    monkeypatch.setattr(sys, "stdin", io.StringIO("[1, 2]\n"))
+    assert main(["publish", "--url", url, "--token", token, "--stdin", "s"]) == 1
+    assert "line 1: an event must be a JSON object" in capsys.readouterr().err
+
+
+def test_publish_without_data_or_with_stdin_and_data_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["publish", "s", "t"]) == 2
+    assert main(["publish", "--stdin", "s", "t", "d"]) == 2
+    assert main(["publish", "--stdin", "--batch-size", "0"]) == 2
 
 
 def test_client_commands_report_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,12 +41,7 @@ IO_LIBRARIES = frozenset(
 
 # Imports against the direction that are known and owned by someone; each must still exist
 # (so that a fixed one leaves this list) and each says what fixes it.
-PENDING_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("trio_sse._config", "trio_sse._history"): (
-        "BroadcasterConfig.held_bytes_bound imports RESET_NOTICE_MAX_BYTES at call time; "
-        "the bound moves up to a function of the history/sessions layer taking the config"
-    ),
-}
+PENDING_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 
 # --- the layer table ---------------------------------------------------------------------------

@@ -8,8 +8,9 @@ own routes (add them) behind it.
 
 from __future__ import annotations
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from ._auth import Authorizer
@@ -17,6 +18,7 @@ from ._broadcaster import Broadcaster
 from ._quart import TrioSSE
 from ._settings import ServerSettings
 from .server._errors import HTTPError
+from .server._routes import Request
 
 
 class SSEApp(QuartTrio):
@@ -43,8 +45,11 @@ def create_app(
 
     @app.errorhandler(HTTPError)
     async def http_error(error: HTTPError) -> Response:
+        # The same answer as the route table's refusals, CORS headers included.
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        answer = app.sse.api.refuse(Request("", b"", b"", headers), error)
         return Response(
-            error.body(), error.status, dict(error.headers), mimetype="application/json"
+            answer.body, answer.status, Headers(answer.headers), mimetype="application/json"
         )
 
     @app.errorhandler(HTTPException)

@@ -88,25 +88,8 @@ class Broadcaster:
         await trio.lowlevel.checkpoint()
         self._check_open()
         _check_session_id(session_id)
-        if type in RESERVED_EVENT_TYPES:
-            raise InvalidEventError(f"event type {type!r} is reserved for trio-sse notices")
-        ttl = self.config.event_ttl if ttl is None else ttl
-        check_ttl(ttl)
-        now = trio.current_time()
-        session = self._sessions.lookup(session_id)
-        history = session.history
-        event = SSEEvent(type, data, id=history.next_id())
-        if event.size > self.config.max_event_bytes:
-            raise EventTooLargeError(
-                f"event is {event.size} bytes encoded; "
-                f"max_event_bytes={self.config.max_event_bytes}"
-            )
-        self._sessions.admit(session, now)
-        self._sessions.touch(session, now)
-        history.reserve()
-        self._counters.events_published += 1
-        await self._backend.publish(session_id, event, ttl)
-        return event
+        session, event, ttl = self._prepare(self._sessions.lookup(session_id), type, data, ttl)
+        return await self._commit(session, event, ttl)
 
     async def publish_batch(
         self, items: Sequence[tuple[str, str, Any, float | None]]

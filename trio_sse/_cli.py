@@ -72,11 +72,24 @@ def flag_help(spec: Setting) -> str:
 
 def _client_parsers(commands: Any) -> None:
     url_help = f"server URL (default $TRIO_SSE_URL or {DEFAULT_URL})"
-    publish = commands.add_parser("publish", help="publish one event over HTTP")
-    publish.add_argument("session")
-    publish.add_argument("type")
-    publish.add_argument("data", help="JSON if it parses as JSON, else text")
+    publish = commands.add_parser(
+        "publish",
+        help="publish one event over HTTP, or many from stdin (--stdin)",
+        description="Publish SESSION TYPE DATA, or with --stdin one event per line of "
+        'standard input (NDJSON: {"type": ..., "data": ..., "ttl": ..., "session": ...}; '
+        "SESSION, if given, is the default session), sent in batches.",
+    )
+    publish.add_argument("session", nargs="?")
+    publish.add_argument("type", nargs="?")
+    publish.add_argument("data", nargs="?", help="JSON if it parses as JSON, else text")
     publish.add_argument("--ttl", type=float, help="seconds the event stays in history")
+    publish.add_argument("--stdin", action="store_true", help="read NDJSON events from stdin")
+    publish.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="with --stdin: events per request (default 1000, the server's max_batch_events)",
+    )
     listen = commands.add_parser("listen", help="print a session's events, resuming on reconnect")
     listen.add_argument("session")
     listen.add_argument("--last-event-id", help="resume after this id")
@@ -159,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
         _commands.run_server(config, settings, sys.stdout)
     elif args.command == "publish":
-        print(_commands.publish(args.url, args.token, args.session, args.type, args.data, args.ttl))
+        return _publish(args)
     elif args.command == "listen":
         trio.run(
             lambda: _commands.listen(
@@ -177,6 +190,26 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(_commands.stats(args.url), indent=2))
     elif args.command == "demo":
         return _demo(args)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from . import _commands
+
+    if args.stdin:
+        if args.type is not None or args.ttl is not None or args.batch_size < 1:
+            print(
+                "trio-sse: --stdin takes at most a SESSION and a --batch-size >= 1", file=sys.stderr
+            )
+            return 2
+        _commands.publish_lines(
+            args.url, args.token, sys.stdin, args.session, args.batch_size, sys.stdout
+        )
+        return 0
+    if args.data is None:
+        print("trio-sse: publish needs SESSION TYPE DATA (or --stdin)", file=sys.stderr)
+        return 2
+    print(_commands.publish(args.url, args.token, args.session, args.type, args.data, args.ttl))
     return 0
 
 

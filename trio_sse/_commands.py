@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import httpx
@@ -21,7 +22,15 @@ logger = logging.getLogger("trio_sse")
 
 
 class CommandError(Exception):
-    """A failure to report on one line, with exit status 1."""
+    """A failure to report on one line, with exit status 1.
+
+    Attributes:
+        index: The ``index`` the server gave (the refused event of a batch), if any.
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 def run_server(config: BroadcasterConfig, settings: ServerSettings, out: TextIO) -> None:
@@ -73,6 +82,63 @@ def publish(
     return str(answer["id"])
 
 
+def publish_lines(
+    url: str,
+    token: str | None,
+    lines: Iterable[str],
+    session: str | None,
+    batch_size: int,
+    out: TextIO,
+) -> int:
+    """``trio-sse publish --stdin``: publish NDJSON events, ``batch_size`` per request.
+
+    Each non-blank line is an event object (``{"type": ..., "data": ..., "ttl": ...}``, with
+    ``"session"`` unless ``session`` is given). Prints each event's id as its batch is
+    accepted; returns how many were published. A refused batch stops the command, naming the
+    line of the refused event (the batches before it stay published).
+    """
+    headers = {"Content-Type": "application/x-ndjson"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    batch: list[tuple[int, bytes]] = []
+    published = 0
+
+    def send() -> None:
+        nonlocal published
+        body = b"\n".join(line for _, line in batch)
+        try:
+            answer = _request("POST", f"{url}/events", content=body, headers=headers)
+        except CommandError as error:
+            if error.index is None or not 0 <= error.index < len(batch):
+                raise
+            raise CommandError(f"line {batch[error.index][0]}: {error}") from None
+        for event_id in answer["ids"]:
+            print(event_id, file=out)
+        published += len(batch)
+        batch.clear()
+
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            batch.append((number, _event_line(number, line, session)))
+            if len(batch) >= batch_size:
+                send()
+    if batch:
+        send()
+    return published
+
+
+def _event_line(number: int, line: str, session: str | None) -> bytes:
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        raise CommandError(f"line {number}: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CommandError(f"line {number}: an event must be a JSON object")
+    if session is not None:
+        value.setdefault("session", session)
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def stats(url: str) -> dict[str, Any]:
     """``trio-sse stats``: the server's statistics."""
     return _request("GET", f"{url}/stats")
@@ -96,7 +162,8 @@ def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
     except ValueError:
         answer = {"error": response.text[:200]}
     if response.is_error:
-        raise CommandError(f"{response.status_code}: {answer.get('error', answer)}")
+        index = answer.get("index") if isinstance(answer, dict) else None
+        raise CommandError(f"{response.status_code}: {answer.get('error', answer)}", index)
     if not isinstance(answer, dict):
         raise CommandError(f"unexpected answer: {answer!r}")
     return answer

@@ -34,6 +34,9 @@ SlowConsumerPolicy = Literal["disconnect", "drop"]
 
 ENV_PREFIX = "TRIO_SSE_"
 _KiB = 1024
+RESET_NOTICE_MAX_BYTES = 2048
+"""Upper bound of an encoded ``reset`` notice (the history echoes at most 256 characters of a
+cursor, at most 6 bytes each once JSON-escaped); a term of the memory bound."""
 _SPEC_KEY = "trio_sse.setting"
 _T = TypeVar("_T")
 
@@ -430,8 +433,6 @@ class BroadcasterConfig(Settings):
         H the bound of one history, Q of one live queue, and R of one reset notice; a replay
         is at most one history. See ``docs/architecture.md``.
         """
-        from ._history import RESET_NOTICE_MAX_BYTES  # the history owns the notice format
-
         sessions = self.max_sessions if sessions is None else sessions
         if subscribers is None:
             subscribers = min(self.max_subscribers, sessions * self.max_subscribers_per_session)

@@ -33,8 +33,6 @@ from ._stats import Counters
 RESET_EVENT_TYPE = "reset"
 ECHOED_ID_MAX_CHARS = 256
 """A reset notice echoes at most this much of the client's cursor."""
-RESET_NOTICE_MAX_BYTES = 2048
-"""Upper bound of an encoded reset notice (the echoed cursor is at most 6 bytes a character)."""
 
 
 def check_ttl(ttl: float | None) -> None:

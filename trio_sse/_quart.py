@@ -18,7 +18,7 @@ streams end with a ``retry:`` instead of being cut.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -33,7 +33,7 @@ from ._settings import ServerSettings
 from .backends import Backend
 from .server._api import HTTPAPI
 from .server._asgi import ASGIAdapter
-from .server._errors import answer_for
+from .server._errors import HTTPError, answer_for
 from .server._routes import check_cursor, check_session_id
 from .server._stream import STREAM_HEADERS
 
@@ -82,10 +82,15 @@ class TrioSSE:
         inner = app.asgi_app
         adapter = self._adapter
 
+        async def app_routes(scope: Any, receive: Any, send: Any) -> None:
+            await inner(scope, receive, _end_shielded(send))
+
         async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
-            await adapter(scope, receive, send, inner)  # type: ignore[arg-type]
+            await adapter(scope, receive, send, app_routes)
 
         app.asgi_app = asgi_app  # type: ignore[method-assign]
+        # sse.stream() refusals (and the app's own raises of it) are answered as JSON
+        app.register_error_handler(HTTPError, error_response)
 
         @app.before_serving
         async def start_trio_sse() -> None:
@@ -107,7 +112,8 @@ class TrioSSE:
         return self.api.broadcaster
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        if self._api is not None:  # the caller owns the broadcaster
+        self._stopping = trio.Event()  # the app may be served again after a close()
+        if not self._owns_broadcaster and self._api is not None:  # the caller's broadcaster
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._api.run)
                 task_status.started()
@@ -158,6 +164,34 @@ class TrioSSE:
         )
         response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut the stream
         return response
+
+
+async def error_response(error: HTTPError) -> Response:
+    """The JSON answer for ``error`` (a Quart error handler)."""
+    return Response(error.body(), error.status, dict(error.headers), mimetype="application/json")
+
+
+def _end_shielded(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """``send``, with the message that ends a response shielded from cancellation.
+
+    Works around a Quart-Trio trap (``STACK-NOTES.md``): Hypercorn finishes an exchange inside
+    the app's ``send`` of the last body message. It tells the app ``http.disconnect``, then
+    restarts the connection's keep-alive idle timer (or closes the socket). Quart-Trio's
+    receive task wakes on that ``http.disconnect`` and cancels its nursery, cancelling the rest
+    of that ``send``: the idle timer never starts, the connection is never closed, and every
+    shutdown waits ``graceful_timeout`` for idle connections. Shielding this one ``send`` (it is
+    bounded: Hypercorn shields its socket writes too) lets Hypercorn finish; a client that
+    leaves earlier still cancels the handler.
+    """
+
+    async def send_end_shielded(message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return send_end_shielded
 
 
 async def _events(api: HTTPAPI, session_id: str, cursor: str | None) -> AsyncGenerator[bytes, None]:

@@ -16,7 +16,7 @@ import trio
 
 from ._api import HTTPAPI
 from ._errors import HTTPError
-from ._http import add_header
+from ._http import add_header, split_target
 from ._routes import Request, Response, Route, allowed_methods, match
 from ._transport import ASGITransport, Receive, Send
 
@@ -39,8 +39,8 @@ class ASGIAdapter:
         """The API path of an HTTP request, or None if it is not under the prefix."""
         if scope["type"] != "http":
             return None
-        raw: bytes = scope.get("raw_path") or scope["path"].encode()
-        raw = raw.partition(b"?")[0]
+        split = split_target(scope.get("raw_path") or scope["path"].encode())
+        raw = b"" if split is None else split[0]
         root: str = scope.get("root_path", "")
         prefix = root.encode() + self._prefix
         if not prefix:
@@ -128,7 +128,7 @@ async def _read_body(receive: Receive, headers: dict[str, str], api: HTTPAPI) ->
 
 
 async def _send(send: Send, response: Response, method: str) -> None:
-    headers = [(b"content-length", str(len(response.body)).encode())]
+    headers = [] if response.status == 204 else [(b"content-length", b"%d" % len(response.body))]
     if response.content_type:
         headers.append((b"content-type", response.content_type.encode("latin-1")))
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]

@@ -12,6 +12,8 @@ client leaves (the hang-up watcher, without reading pipelined bytes).
 from __future__ import annotations
 
 import logging
+import math
+import os
 from typing import TYPE_CHECKING
 
 import trio
@@ -42,16 +44,22 @@ class Connection:
         self._stream = stream
         self._fd = stream.socket.fileno()
         self._buffer = bytearray()
-        self._idle: trio.CancelScope | None = None
-        self.busy = False
-        """A request is being served (shutdown lets it finish)."""
+        self._timer = trio.CancelScope()  # a deadline only while idle between requests
+        self._idle = False
+        self._yielded = False
 
     def shutdown(self) -> None:
         """Close at once if waiting for a request; else after the one being served."""
-        if self._idle is not None:
-            self._idle.cancel()
+        if self._idle:
+            self._timer.cancel()
 
     async def run(self) -> None:
+        """Serve requests until the client leaves, an answer closes the connection, the
+        connection stays idle past ``keep_alive_timeout``, or the server shuts down."""
+        with self._timer:
+            await self._requests()
+
+    async def _requests(self) -> None:
         deadline: float | None = trio.current_time() + self._settings.head_timeout
         keep_alive = True
         while keep_alive and not self._server.closing:
@@ -59,14 +67,14 @@ class Connection:
                 head = await self._read_head(deadline)
                 if head is None:
                     return
-                self.busy = True
                 keep_alive = await self._serve(parse_head(head))
             except HTTPError as error:  # a request we could not read: answer, then close
                 await self._send(Response.of(error))
                 await self._linger()
                 return
-            finally:
-                self.busy = False
+            if not self._yielded:  # pipelined requests, all in hand: let other tasks run
+                await trio.lowlevel.checkpoint()
+            self._yielded = False
             deadline = None
 
     async def _read_head(self, deadline: float | None) -> bytes | None:
@@ -82,28 +90,81 @@ class Connection:
         settings = self._settings
         while (end := head_end(self._buffer, settings.max_head_bytes)) < 0:
             if not self._buffer:  # idle: nothing of a request yet
-                wait = deadline or trio.current_time() + settings.keep_alive_timeout
-                with trio.CancelScope(deadline=wait) as self._idle:
-                    if self._server.closing:
-                        return None
-                    data = await self._stream.receive_some(READ_SIZE)
-                self._idle = None
-                if not data:  # EOF, timed out, or shutting down
-                    return None
+                data = await self._read_idle(
+                    deadline or trio.current_time() + settings.keep_alive_timeout
+                )
                 deadline = deadline or trio.current_time() + settings.head_timeout
             else:
-                assert deadline is not None
-                data = b""
-                with trio.move_on_at(deadline):
-                    data = await self._stream.receive_some(READ_SIZE)
-                if trio.current_time() >= deadline and not data:
+                if deadline is None:  # a head begun behind the previous request (pipelined)
+                    deadline = trio.current_time() + settings.head_timeout
+                late = await self._read_by(deadline)
+                if late is None:
                     raise bad_request("the request head did not arrive in time", 408)
-                if not data:
-                    return None
+                data = late
+            if not data:  # EOF
+                return None
             self._buffer += data
         head = bytes(self._buffer[:end])
         del self._buffer[:end]
         return head
+
+    # -- socket I/O, straight on the file descriptor -----------------------------------------
+    # A kept-alive client sends its next request only after our answer, so most reads find
+    # bytes at once and most writes go out whole: those cost one system call and no task
+    # switch. Only when the socket would block do we wait (and yield) in trio's I/O manager.
+
+    def _try_read(self) -> bytes | None:
+        """What the socket holds (``b""`` at EOF, reset or error), or None if nothing yet."""
+        try:
+            return os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    async def _read_idle(self, deadline: float) -> bytes:
+        """Bytes of the next request, or ``b""`` at EOF. Waiting past ``deadline``, or a
+        shutdown while waiting, ends the connection (the cancel scope around :meth:`run`)."""
+        while (data := self._try_read()) is None:
+            self._timer.deadline = deadline
+            self._idle = True
+            if self._server.closing:
+                self._timer.cancel()
+            await trio.lowlevel.wait_readable(self._fd)
+            self._idle = False
+            self._timer.deadline = math.inf
+            self._yielded = True
+        return data
+
+    async def _read_by(self, deadline: float) -> bytes | None:
+        """Bytes (``b""`` at EOF), or None if none came by ``deadline``."""
+        while (data := self._try_read()) is None:
+            with trio.move_on_at(deadline):
+                await trio.lowlevel.wait_readable(self._fd)
+                self._yielded = True
+                continue
+            return None
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        """Write all of ``data``, waiting while the socket is full.
+
+        Raises:
+            trio.BrokenResourceError: the client is gone.
+        """
+        view = memoryview(data)
+        while True:
+            try:
+                sent = os.write(self._fd, view)
+            except BlockingIOError:
+                sent = 0
+            except OSError as error:
+                raise trio.BrokenResourceError(str(error)) from error
+            if sent == len(view):
+                return
+            view = view[sent:]
+            await trio.lowlevel.wait_writable(self._fd)
+            self._yielded = True
 
     async def _serve(self, head: RequestHead) -> bool:
         """Serve one request; whether the connection may carry another."""
@@ -123,7 +184,12 @@ class Connection:
         if route.stream:
             await self._stream_events(request)
             return False
-        request.body = await self._read_body(head)
+        try:
+            request.body = await self._read_body(head)
+        except HTTPError as error:  # the rest of the body cannot be trusted: answer, then close
+            await self._send(self._api.refuse(request, error), head, close=True)
+            await self._linger()
+            return False
         if route.long:
             response = await self._respond_unless_gone(route, request)
             if response is None:
@@ -166,7 +232,7 @@ class Connection:
         if length is not None and length > limit:
             raise HTTPError(413, f"the body is over max_body_bytes={limit}", close=True)
         if head.headers.get("expect", "").lower() == "100-continue" and not self._buffer:
-            await self._stream.send_all(CONTINUE)
+            await self._write(CONTINUE)
         deadline = trio.current_time() + self._settings.body_timeout
         chunks = ChunkedReader(limit) if length is None else None
         while True:
@@ -178,16 +244,11 @@ class Connection:
                 body = bytes(self._buffer[:length])
                 del self._buffer[:length]
                 return body
-            data = b""
-            with trio.move_on_at(deadline):
-                data = await self._stream.receive_some(READ_SIZE)
+            data = await self._read_by(deadline)
+            if data is None:
+                raise bad_request("the body did not arrive in time", 408)
             if not data:
-                late = trio.current_time() >= deadline
-                raise (
-                    bad_request("the body did not arrive in time", 408)
-                    if late
-                    else bad_request("the connection ended inside the body")
-                )
+                raise bad_request("the connection ended inside the body")
             self._buffer += data
 
     async def _linger(self) -> None:
@@ -222,5 +283,5 @@ class Connection:
         data = response_head(
             response.status, headers, keep_alive=keep_alive, length=len(response.body)
         )
-        await self._stream.send_all(data + body)
+        await self._write(data + body)
         return keep_alive

@@ -40,9 +40,12 @@ REASONS = {
     505: "HTTP Version Not Supported",
 }
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Field values: visible ASCII, space, tab and obs-text; no other control character (RFC 9110 5.5).
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Field values: visible ASCII, space, tab and obs-text; no other control character (RFC 9110
+# 5.5). Lines end with CRLF: a CR or LF that is not part of one is refused (RFC 9112 2.2).
+_BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 _TARGET = re.compile(rb"[\x21-\x7e]+")
+_AUTHORITY_END = re.compile(rb"[/?#]")
+MAX_CHUNK_LINE = 1024
 
 
 def bad_request(reason: str, status: int = 400) -> HTTPError:
@@ -88,7 +91,7 @@ def head_end(data: bytes | bytearray, limit: int) -> int:
         return end + 4
     if data.find(b"\n\n", 0, limit) >= 0 or data.find(b"\n\r\n", 0, limit) >= 0:
         raise bad_request("request lines must end with CRLF")
-    if len(data) >= limit:
+    if len(data) >= limit + 4:  # as found above: the same answer however the bytes arrive
         raise bad_request(f"the request head is over {limit} bytes", 431)
     return -1
 
@@ -99,9 +102,13 @@ def parse_head(head: bytes) -> RequestHead:
     Raises:
         HTTPError: a malformed or unsupported head (``close`` is set).
     """
-    lines = head[:-4].split(b"\r\n")
-    if b"\n" in head[:-4].replace(b"\r\n", b"") or b"\r" in head[:-4].replace(b"\r\n", b""):
-        raise bad_request("request lines must end with CRLF")
+    text = head[:-4]
+    bad = _BAD_HEAD.search(text)  # one scan of the whole head, in C
+    if bad is not None:
+        if bad.group() in (b"\r", b"\n"):
+            raise bad_request("request lines must end with CRLF")
+        raise bad_request("the request head holds a control character")
+    lines = text.split(b"\r\n")
     method, path, query, version = _request_line(lines[0])
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -109,8 +116,6 @@ def parse_head(head: bytes) -> RequestHead:
         if not colon or not _TOKEN.fullmatch(name):
             raise bad_request("malformed header line")  # also obs-fold (leading whitespace)
         value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise bad_request(f"header {name.decode()} holds a control character")
         key = name.decode("ascii").lower()
         if key in headers and key in ("host", "content-length", "transfer-encoding"):
             raise bad_request(f"more than one {key} header")
@@ -120,7 +125,8 @@ def parse_head(head: bytes) -> RequestHead:
     content_length, chunked = _framing(headers)
     connection = headers.get("connection", "").lower()
     # HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when asked.
-    keep_alive = "keep-alive" in connection if version == "1.0" else "close" not in connection
+    tokens = {token.strip() for token in connection.split(",")} if connection else set()
+    keep_alive = "keep-alive" in tokens if version == "1.0" else "close" not in tokens
     return RequestHead(method, path, query, headers, version, content_length, chunked, keep_alive)
 
 
@@ -145,20 +151,25 @@ def _request_line(line: bytes) -> tuple[str, bytes, bytes, str]:
         raise bad_request("only HTTP/1.1 and HTTP/1.0 are served here", 505)
     else:
         raise bad_request("malformed request line")
-    if target.startswith(b"/"):
-        path, _, query = target.partition(b"?")
-    elif target == b"*" and method == b"OPTIONS":
-        path, query = b"*", b""
-    elif target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
-        # Absolute form (RFC 9112 3.2.2): the path is what follows the authority.
-        rest = target.split(b"//", 1)[1]
-        slash = rest.find(b"/")
-        path, _, query = (rest[slash:] if slash >= 0 else b"/").partition(b"?")
-        path = path or b"/"
-    else:
+    if target == b"*" and method == b"OPTIONS":
+        return "OPTIONS", b"*", b"", version
+    split = split_target(target)
+    if split is None:
         raise bad_request("malformed request target")
-    path = path.partition(b"#")[0]
-    return method.decode("ascii"), path, query, version
+    return method.decode("ascii"), *split, version
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes] | None:
+    """The path and query of an origin-form or absolute-form request target (RFC 9112 3.2),
+    or None for any other form. Both front doors reduce targets with it."""
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        rest = target.split(b"//", 1)[1]  # the path is what follows the authority, which
+        end = _AUTHORITY_END.search(rest)  # ends at "/", "?" or "#" (RFC 3986 3.2)
+        target = rest[end.start() :] if end else b"/"
+    elif not target.startswith(b"/"):
+        return None
+    path, _, query = target.partition(b"#")[0].partition(b"?")
+    return path or b"/", query
 
 
 def _framing(headers: dict[str, str]) -> tuple[int | None, bool]:
@@ -207,9 +218,11 @@ class ChunkedReader:
                 self._remaining -= take
                 continue
             end = data.find(b"\r\n", used)
+            # A size or trailer line is at most MAX_CHUNK_LINE bytes, whether its CRLF came
+            # in the same piece or not yet (the +1: a CR whose LF is still on its way).
+            if end - used > MAX_CHUNK_LINE or (end < 0 and len(data) - used > MAX_CHUNK_LINE + 1):
+                raise bad_request("malformed chunked body")
             if end < 0:
-                if len(data) - used > 1024:
-                    raise bad_request("malformed chunked body")
                 return used
             line = bytes(data[used:end])
             used = end + 2
@@ -247,7 +260,7 @@ def response_head(
     lines += [f"{name}: {value}" for name, value in headers]
     if length is None:
         lines.append("Transfer-Encoding: chunked")
-    else:
+    elif status != 204:  # a 204 has no body and no Content-Length (RFC 9110 8.6)
         lines.append(f"Content-Length: {length}")
     if not keep_alive:
         lines.append("Connection: close")

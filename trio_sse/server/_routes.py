@@ -11,6 +11,8 @@ longer path.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -115,6 +117,21 @@ class Response:
 
 
 def match(method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
+    """The route for ``method`` on ``raw_path``, with its parameters (see :func:`find`).
+
+    Answers for the last few thousand paths served are kept (each session's publish and poll
+    paths recur); refusals are not.
+    """
+    route, params = _match_cached(method, raw_path)
+    return route, dict(params)
+
+
+@functools.lru_cache(maxsize=4096)
+def _match_cached(method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
+    return find(method, raw_path)
+
+
+def find(method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
     """The route for ``method`` on ``raw_path``, with its parameters.
 
     ``HEAD`` matches ``GET`` routes. ``OPTIONS`` on a path the table knows is answered by the
@@ -254,6 +271,5 @@ def cors_headers(
 
 
 def json_body(value: Any) -> bytes:
-    import json
-
+    """``value`` as compact JSON bytes."""
     return json.dumps(value, separators=(",", ":")).encode()
