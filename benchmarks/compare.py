@@ -94,6 +94,7 @@ from http_load import (
     churn_workers,
     close_streams,
     deliver,
+    export_trio_sse,
     fanout_round,
     fmt,
     free_port,
@@ -413,14 +414,18 @@ async def measure(server: ServerProcess, plan: Plan, outcome: Outcome) -> None:
 # -- running the servers --------------------------------------------------------------------
 
 
-def run_server(name: str, plan: Plan) -> Outcome:
-    """Launch one server, measure it, stop it whatever happened."""
+def run_server(name: str, plan: Plan, env: dict[str, str] | None = None) -> Outcome:
+    """Launch one server (``trio-sse@REV``: trio-sse as of git revision REV), measure it,
+    stop it whatever happened."""
     print(f"{name}:", file=sys.stderr)
     outcome = Outcome(run={"load_average_at_launch": os.getloadavg()})
     started = time.perf_counter()
     port = free_port()
-    with tempfile.TemporaryFile() as log:
-        server = ServerProcess(port, log, SERVERS[name](port))
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as tree:
+        if name.startswith("trio-sse@"):
+            env = export_trio_sse(name.partition("@")[2], Path(tree))
+            outcome.run["trio_sse_served_from"] = f"git archive {env['TRIO_SSE_EXPORTED_COMMIT']}"
+        server = ServerProcess(port, log, SERVERS[name.partition("@")[0]](port), env)
         try:
             trio.run(measure, server, plan, outcome)
         except Exception as error:  # keep what was measured, and why it stopped
@@ -540,10 +545,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", type=Path, help="JSON file (default: benchmarks/results/)")
     parser.add_argument("--plot", type=Path, help="PNG file (default: docs/ or results/)")
+    parser.add_argument(
+        "--trio-sse-at",
+        metavar="REVISION",
+        help="also run trio-sse as of this git revision (git archive), beside the work tree's: "
+        "before and after a change, in one run",
+    )
     add_audience_option(parser)
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(SERVERS))
+    if args.trio_sse_at:
+        names.insert(
+            names.index("trio-sse") + 1 if "trio-sse" in names else 0,
+            f"trio-sse@{args.trio_sse_at}",
+        )
+    unknown = sorted({name.partition("@")[0] for name in names} - set(SERVERS))
     if unknown:
         parser.error(f"unknown servers {unknown}; known: {list(SERVERS)}")
     if args.audience_processes < 1:

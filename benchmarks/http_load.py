@@ -296,6 +296,26 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def export_trio_sse(revision: str, into: Path) -> dict[str, str]:
+    """``trio_sse/`` as of ``revision`` (``git archive``) in ``into``: the server's environment.
+
+    The work tree is left alone; the exported package comes first on the server's
+    ``PYTHONPATH``, ahead of the editable install.
+    """
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "archive", commit, "trio_sse"], cwd=ROOT, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return {**os.environ, "PYTHONPATH": str(into), "TRIO_SSE_EXPORTED_COMMIT": commit}
+
+
 class ServerProcess:
     """A server in a child process, stopped with SIGTERM (SIGKILL if it hangs).
 

@@ -59,7 +59,6 @@ import math
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -81,6 +80,7 @@ from http_load import (
     LoadClient,
     ServerProcess,
     Usage,
+    export_trio_sse,
     fmt,
     free_port,
     open_audience,
@@ -497,26 +497,6 @@ async def measure(name: str, server: ServerProcess, plan: Plan, outcome: Outcome
                 await per_user(client, audience, outcome, plan)
     for text, count in client.take_anomalies().items():
         outcome.warnings.append(f"{count} x {text}")
-
-
-def export_trio_sse(revision: str, into: Path) -> dict[str, str]:
-    """``trio_sse/`` as of ``revision`` (``git archive``) in ``into``: the server's environment.
-
-    The work tree is left alone; the exported package comes first on the server's
-    ``PYTHONPATH``, ahead of the editable install.
-    """
-    commit = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    archive = subprocess.run(
-        ["git", "archive", commit, "trio_sse"], cwd=ROOT, capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return {**os.environ, "PYTHONPATH": str(into), "TRIO_SSE_EXPORTED_COMMIT": commit}
 
 
 def run_server(name: str, plan: Plan, env: dict[str, str] | None = None) -> Outcome:
