@@ -83,9 +83,8 @@ interface Snapshot {
 
 const CLOSED: Snapshot = { state: ConnectionState.CLOSED, lastEventId: null, error: null };
 
-function snapshotOf(connection: SharedConnection): Snapshot {
-  const { state, lastEventId, lastError } = connection.client;
-  return { state, lastEventId, error: lastError };
+function snapshotOf({ client }: SharedConnection): Snapshot {
+  return client ? { state: client.state, lastEventId: client.lastEventId, error: client.lastError } : CLOSED;
 }
 
 function sameSnapshot(a: Snapshot, b: Snapshot): boolean {

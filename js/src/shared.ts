@@ -64,22 +64,23 @@ export class Bindings {
  * the same cursor, its handlers and state watchers moved to the new client.
  */
 export class SharedConnection implements Subscribable {
-  #client: SSEClient;
+  #client: SSEClient | null = null;
   #bindings = new Bindings();
   #watchers = new Set<() => void>();
   #options: SSEClientOptions;
+  #closed = false;
 
+  /** Nothing connects before start(). */
   constructor(options: SSEClientOptions) {
     this.#options = options;
-    this.#client = this.#open(options.lastEventId ?? null);
   }
 
-  /** The client in use now (replaced by restart()). */
-  get client(): SSEClient {
+  /** The client in use now (replaced by restart()); null before start(). */
+  get client(): SSEClient | null {
     return this.#client;
   }
   get state(): ConnectionStateName {
-    return this.#client.state;
+    return this.#client?.state ?? ConnectionState.CLOSED;
   }
 
   on<T = unknown>(type: string, handler: SSEHandler<T>): Unsubscribe {
@@ -92,26 +93,29 @@ export class SharedConnection implements Subscribable {
     return () => void this.#watchers.delete(watcher);
   }
 
-  /** Give up the current client and connect again from its cursor. */
+  /** Connect, unless already connected or closed. */
+  start(): void {
+    if (!this.#client && !this.#closed) this.restart();
+  }
+
+  /** Give up the current client (if any) and connect again from its cursor. */
   restart(): void {
-    const cursor = this.#client.lastEventId;
-    this.#client.destroy();
-    this.#client = this.#open(cursor);
+    if (this.#closed) return;
+    const cursor = this.#client ? this.#client.lastEventId : (this.#options.lastEventId ?? null);
+    this.#client?.destroy();
+    const client = new SSEClient({ ...this.#options, lastEventId: cursor });
+    client.onConnectionChange(() => this.#notify());
+    this.#client = client;
+    this.#bindings.bind(client);
     this.#notify();
   }
 
   /** Close for good. */
   close(): void {
+    this.#closed = true;
     this.#bindings.bind(null);
     this.#watchers.clear();
-    this.#client.destroy();
-  }
-
-  #open(lastEventId: string | null): SSEClient {
-    const client = new SSEClient({ ...this.#options, lastEventId });
-    client.onConnectionChange(() => this.#notify());
-    this.#bindings.bind(client);
-    return client;
+    this.#client?.destroy();
   }
 
   #notify(): void {
@@ -138,8 +142,13 @@ export class ConnectionPool {
   acquire(key: string, options: () => SSEClientOptions): Lease {
     let entry = this.#entries.get(key);
     if (!entry) {
-      entry = { connection: new SharedConnection(options()), refs: 0 };
-      this.#entries.set(key, entry);
+      const created: Entry = { connection: new SharedConnection(options()), refs: 0 };
+      this.#entries.set(key, created);
+      // Connect after the current task: a lease released within it opens nothing.
+      queueMicrotask(() => {
+        if (created.refs > 0 && this.#entries.get(key) === created) created.connection.start();
+      });
+      entry = created;
     }
     entry.refs += 1;
     const held = entry;
