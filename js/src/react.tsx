@@ -15,7 +15,14 @@ import {
   useState,
   type ReactNode,
 } from "react";
-import { ConnectionState, type ConnectionStateName, type SSEEvent, type SSEHandler, type Unsubscribe } from "./client.js";
+import {
+  ConnectionState,
+  type ConnectionStateName,
+  type SSEClientOptions,
+  type SSEEvent,
+  type SSEHandler,
+  type Unsubscribe,
+} from "./client.js";
 import { Bindings, ConnectionPool, type SharedConnection } from "./shared.js";
 
 export { ConnectionPool } from "./shared.js";
@@ -36,6 +43,8 @@ export interface UseSSEOptions {
   token?: string;
   /** Connect on mount (default true); otherwise call connect(). */
   enabled?: boolean;
+  /** Any other SSEClient option (backoff, stallTimeout, ...); compared by value. */
+  clientOptions?: Partial<Omit<SSEClientOptions, "url">>;
 }
 
 export interface UseSSEResult {
@@ -106,9 +115,10 @@ export function streamUrl(baseUrl: string, sessionId: string): string {
 export function useSSE(options: UseSSEOptions): UseSSEResult {
   const { pool, defaults } = useContext(SSEContext);
   const merged = { ...defaults, ...options };
-  const { baseUrl = "", sessionId, enablePollingFallback = true, maxRetries = 10, pollingInterval = 1000, token } = merged;
+  const { baseUrl = "", sessionId, enablePollingFallback = true, maxRetries = 10, pollingInterval = 1000, token, clientOptions } =
+    merged;
   const key = sessionId
-    ? JSON.stringify([baseUrl, sessionId, enablePollingFallback, maxRetries, pollingInterval, token ?? null])
+    ? JSON.stringify([baseUrl, sessionId, enablePollingFallback, maxRetries, pollingInterval, token ?? null, clientOptions ?? null])
     : null;
   const [wanted, setWanted] = useState(options.enabled ?? true);
   const [snapshot, setSnapshot] = useState(CLOSED);
@@ -121,6 +131,7 @@ export function useSSE(options: UseSSEOptions): UseSSEResult {
       return;
     }
     const lease = pool.acquire(key, () => ({
+      ...clientOptions,
       url: streamUrl(baseUrl, sessionId),
       pollingFallback: enablePollingFallback,
       maxRetries,
