@@ -37,6 +37,18 @@ LINGER_BYTES = 1 << 20
 class Connection:
     """Serves the requests of one socket (see the module docstring)."""
 
+    __slots__ = (
+        "_api",
+        "_buffer",
+        "_fd",
+        "_idle",
+        "_server",
+        "_settings",
+        "_stream",
+        "_timer",
+        "_yielded",
+    )
+
     def __init__(self, server: LeanServer, stream: trio.SocketStream) -> None:
         self._server = server
         self._api = server.api
@@ -56,26 +68,44 @@ class Connection:
     async def run(self) -> None:
         """Serve requests until the client leaves, an answer closes the connection, the
         connection stays idle past ``keep_alive_timeout``, or the server shuts down."""
+        stream = None  # stays None when the idle deadline or a shutdown ends the loop
         with self._timer:
-            await self._requests()
+            stream = await self._requests()
+        if stream is None:
+            return
+        # Served out here, with nothing of the request loop left on the stack, and the request
+        # handed over rather than kept in this frame: an idle stream holds only what it needs
+        # (docs/performance.md, memory per idle connection).
+        server = self._server
+        transport = SocketTransport(
+            self._stream, server.coalescer, server.hangups, head_only=stream.method == "HEAD"
+        )
+        requests = [stream]
+        del stream
+        try:
+            await self._api.streams.serve(requests, transport, transport)
+        finally:
+            transport.close()
 
-    async def _requests(self) -> None:
+    async def _requests(self) -> Request | None:
+        """Serve requests; the request of an event stream if one comes (it ends the loop)."""
         deadline: float | None = trio.current_time() + self._settings.head_timeout
-        keep_alive = True
-        while keep_alive and not self._server.closing:
+        keep_alive: bool | Request = True
+        while keep_alive is True and not self._server.closing:
             try:
                 head = await self._read_head(deadline)
                 if head is None:
-                    return
+                    return None
                 keep_alive = await self._serve(parse_head(head))
             except HTTPError as error:  # a request we could not read: answer, then close
                 await self._send(Response.of(error))
                 await self._linger()
-                return
+                return None
             if not self._yielded:  # pipelined requests, all in hand: let other tasks run
                 await trio.lowlevel.checkpoint()
             self._yielded = False
             deadline = None
+        return keep_alive if isinstance(keep_alive, Request) else None
 
     async def _read_head(self, deadline: float | None) -> bytes | None:
         """The next request head, or None: the client left, stayed idle, or we shut down.
@@ -166,8 +196,9 @@ class Connection:
             await trio.lowlevel.wait_writable(self._fd)
             self._yielded = True
 
-    async def _serve(self, head: RequestHead) -> bool:
-        """Serve one request; whether the connection may carry another."""
+    async def _serve(self, head: RequestHead) -> bool | Request:
+        """Serve one request; whether the connection may carry another, or the request of an
+        event stream, to be served once the request loop is left."""
         request = Request(head.method, head.path, head.query, head.headers)
         if head.method == "OPTIONS" and (allow := allowed_methods(head.path)) is not None:
             await self._discard_body(head)
@@ -182,8 +213,7 @@ class Connection:
                 await self._linger()
             return keep_alive
         if route.stream:
-            await self._stream_events(request)
-            return False
+            return request
         try:
             request.body = await self._read_body(head)
         except HTTPError as error:  # the rest of the body cannot be trusted: answer, then close
@@ -208,16 +238,6 @@ class Connection:
                 if watched:
                     hangups.unwatch(self._fd)
         return None  # the client left: nobody to answer
-
-    async def _stream_events(self, request: Request) -> None:
-        server = self._server
-        transport = SocketTransport(
-            self._stream, server.coalescer, server.hangups, head_only=request.method == "HEAD"
-        )
-        try:
-            await self._api.streams.serve(request, transport, transport)
-        finally:
-            transport.close()
 
     async def _read_body(self, head: RequestHead) -> bytes:
         """The whole body, within ``max_body_bytes`` and ``body_timeout``.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass
 
 import trio
@@ -59,26 +58,31 @@ class StreamEndpoint:
 
     async def serve(
         self,
-        request: Request,
+        request: Request | list[Request],
         transport: Transport,
         output: SubscriberOutput | None = None,
     ) -> None:
         """Check, subscribe, then stream until the client leaves or the subscription ends.
 
         ``output`` (the socket transport, on the lean path) takes events from publishers while
-        the stream waits idle.
+        the stream waits idle. ``request`` may come in a one-item list that this method empties:
+        then nothing keeps the request (its headers) alive while the stream lasts.
         """
+        if isinstance(request, list):
+            request = request.pop()
         cors = cors_headers(request.headers.get("origin"), self.settings)
         started = False
         try:
             session_id, cursor = self.check(request)
+            method = request.method
+            del request  # an idle stream keeps none of its request
             async with (
                 self.connection_slot(),
                 self.broadcaster.subscribe(session_id, cursor, output=output) as sub,
             ):
                 await transport.start(200, [*STREAM_HEADERS, *cors])
                 started = True
-                if request.method == "GET":
+                if method == "GET":
                     await self._stream(sub, transport)
         except Exception as error:
             answer = None if started else answer_for(error)
@@ -120,10 +124,13 @@ class StreamEndpoint:
             nursery.cancel_scope.cancel()
 
     async def _pump(self, sub: Subscription, transport: Transport) -> None:
-        async with aclosing(self.chunks(sub, transport)) as chunks:
+        chunks = self.chunks(sub, transport)
+        try:
             async for chunk in chunks:
                 # Woken with bytes a flush left over: send those instead of a heartbeat.
                 await transport.write(b"" if chunk is HEARTBEAT and transport.flushing else chunk)
+        finally:
+            await chunks.aclose()  # as aclosing() would, without holding one per idle stream
 
     async def chunks(
         self, sub: Subscription, writer: _Clock | Transport | None = None
