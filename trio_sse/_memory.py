@@ -26,11 +26,41 @@ def process_rss_bytes() -> int:
     """
     try:
         with open("/proc/self/statm", "rb") as statm:
-            pages = int(statm.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
+            return int(statm.read().split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class RSSReader:
+    """:func:`process_rss_bytes` with ``/proc/self/statm`` kept open: one ``pread`` a reading.
+
+    Reading RSS is in every ``/stats`` answer, where opening the file each time cost as much as
+    the rest of the answer. Opened on first use, reopened after a fork (``/proc/self`` is
+    resolved when the file is opened); :meth:`close` it when done (the broadcaster does).
+    """
+
+    def __init__(self) -> None:
+        self._fd = -1
+        self._pid = -1
+
+    def __call__(self) -> int:
+        try:
+            if self._pid != os.getpid():
+                self.close()
+                self._fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+                self._pid = os.getpid()
+            return int(os.pread(self._fd, 64, 0).split()[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return process_rss_bytes()
+
+    def close(self) -> None:
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = -1
 
 
 def next_level(

@@ -6,7 +6,7 @@ one session or a hundred thousand: no walk over sessions or subscribers happens 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -62,6 +62,11 @@ class Counters:
     subscribers_removed: int
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsSnapshot:
     """Totals since the broadcaster started."""
@@ -97,7 +102,15 @@ class MetricsSnapshot:
 
     @classmethod
     def of(cls, counters: Counters) -> MetricsSnapshot:
-        return cls(**{name: getattr(counters, name) for name in cls.__dataclass_fields__})
+        return cls(*[getattr(counters, name) for name in _METRIC_FIELDS])
+
+    def as_dict(self) -> dict[str, Any]:
+        """The camelCase JSON shape (``metrics`` in ``get_stats()``)."""
+        return {key: getattr(self, name) for name, key in _METRIC_KEYS}
+
+
+_METRIC_FIELDS = tuple(MetricsSnapshot.__dataclass_fields__)
+_METRIC_KEYS = tuple((name, _camel(name)) for name in _METRIC_FIELDS)  # computed once
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +140,7 @@ class BroadcasterStatistics:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``get_stats()`` (camelCase keys)."""
-        metrics = asdict(self.metrics) if self.metrics is not None else None
+        metrics = self.metrics
         return {
             "memoryUsageMB": round(self.memory_usage_mb, 3),
             "memoryLevel": self.memory_level,
@@ -138,7 +151,7 @@ class BroadcasterStatistics:
             "queuedBytes": self.queued_bytes,
             "queuedEvents": self.queued_events,
             "heldBytes": self.held_bytes,
-            "metrics": None if metrics is None else {_camel(k): v for k, v in metrics.items()},
+            "metrics": None if metrics is None else metrics.as_dict(),
         }
 
 
@@ -150,8 +163,3 @@ class CleanupReport:
     sessions_expired: int
     stale_subscribers: int
     seconds: float
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

@@ -38,6 +38,7 @@ class Connection:
     """Serves the requests of one socket (see the module docstring)."""
 
     __slots__ = (
+        "_answered",
         "_api",
         "_buffer",
         "_fd",
@@ -59,6 +60,7 @@ class Connection:
         self._timer = trio.CancelScope()  # a deadline only while idle between requests
         self._idle = False
         self._yielded = False
+        self._answered = False  # an answer just went out: the next read would find nothing
 
     def shutdown(self) -> None:
         """Close at once if waiting for a request; else after the one being served."""
@@ -154,8 +156,14 @@ class Connection:
 
     async def _read_idle(self, deadline: float) -> bytes:
         """Bytes of the next request, or ``b""`` at EOF. Waiting past ``deadline``, or a
-        shutdown while waiting, ends the connection (the cancel scope around :meth:`run`)."""
-        while (data := self._try_read()) is None:
+        shutdown while waiting, ends the connection (the cancel scope around :meth:`run`).
+
+        Right after an answer the next request is rarely there yet (clients wait for the
+        answer), so the first read is tried only after waiting; pipelined bytes already in the
+        buffer are served without it.
+        """
+        while (data := self._try_read() if not self._answered else None) is None:
+            self._answered = False
             self._timer.deadline = deadline
             self._idle = True
             if self._server.closing:
@@ -304,4 +312,5 @@ class Connection:
             response.status, headers, keep_alive=keep_alive, length=len(response.body)
         )
         await self._write(data + body)
+        self._answered = True
         return keep_alive
