@@ -552,7 +552,13 @@ def main(argv: list[str] | None = None) -> None:
         "before and after a change, in one run",
     )
     add_audience_option(parser)
+    parser.add_argument(
+        "--replot", type=Path, metavar="JSON", help="only redraw the plots of a results file"
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        replot(args.replot, args.plot or PLOT)
+        return
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     if args.trio_sse_at:
         names.insert(
@@ -599,6 +605,31 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # -- the plot -------------------------------------------------------------------------------
+
+
+def replot(results: Path, plot_path: Path) -> None:
+    """Draw the plots of a results file again (e.g. after a change to the drawing code)."""
+    saved = json.loads(results.read_text())
+    plan = Plan(**saved["plan"])
+    outcomes = {
+        name: Outcome(
+            figures=server["figures"],
+            sweep={int(count): figures for count, figures in server["sweep"].items()},
+        )
+        for name, server in saved["servers"].items()
+    }
+    run = {"load_average_at_start": saved["load_average_at_start"]}
+    draw(plan, outcomes, run, saved["quick"], plot_path)
+    if plan.sweep:
+        draw_scaling(
+            plan,
+            outcomes,
+            run,
+            saved["quick"],
+            plot_path.with_name(f"{plot_path.stem}-scaling.png"),
+        )
+    print(f"plots redrawn from {results}")
+
 
 COLORS = {
     "trio-sse": "#d62728",
@@ -709,7 +740,7 @@ def bars(axis: Any, names: list[str], outcomes: dict[str, Outcome], key: str, fm
     labels = ["n/a" if math.isnan(v) else fmt.format(v) for v in values]
     axis.bar_label(drawn, labels=labels, padding=2, fontsize=9)
     axis.margins(y=0.15)
-    axis.tick_params(axis="x", labelsize=9)
+    axis.tick_params(axis="x", labelsize=9, labelrotation=15)
     return drawn
 
 
@@ -730,7 +761,7 @@ def latency_bars(axis: Any, names: list[str], outcomes: dict[str, Outcome]) -> N
     for text, label in zip(axis.texts, labels, strict=False):
         text.set_text(label)
     axis.set_yscale("log")
-    axis.set_ylim(bottom=10)
+    axis.set_ylim(bottom=1)
     axis.yaxis.set_major_formatter(thousands())
     axis.yaxis.set_minor_formatter(NullFormatter())
     axis.axhline(P99_GOAL_MS, color="black", linestyle="--", linewidth=1)
