@@ -22,9 +22,9 @@ Figures (see ``benchmarks/README.md``):
 3. ``idle bytes/subscriber``: memory traced by ``tracemalloc`` while K subscribers sit idle, with
    and without a task waiting on each.
 4. ``deliveries/s (handed to idle writers)``: the HTTP server's path. Each trio-sse subscriber's
-   task waits in ``receive_batch()`` with a ``Subscription.direct`` hook that takes the event's
-   bytes (as a socket transport does before its write), so no task wakes per delivery; N events
-   are published back to back. The other two columns are the floor of that loop: the publisher
+   task waits in ``receive_batch()`` with a subscriber output (``subscribe(output=...)``) that
+   takes the event's bytes (as a socket transport does before its write), so no task wakes per
+   delivery; N events are published back to back. The other two columns are the floor of that loop: the publisher
    appends the encoded bytes to a list per subscriber, with one checkpoint (``asyncio.sleep(0)``)
    per publish. deliveries = N * subscribers.
 """
@@ -348,6 +348,20 @@ async def trio_idle_bytes(count: int, with_tasks: bool) -> float:
         return await trio_idle_subscriptions(broadcaster, count) / count
 
 
+class Sink:
+    """A subscriber output that takes every event's bytes, as the socket transport does."""
+
+    def __init__(self, into: list[bytes]) -> None:
+        self._into = into
+
+    def attach(self, wake: Callable[[], None]) -> None:
+        pass
+
+    def offer(self, event: trio_sse.SSEEvent, now: float) -> bool:
+        self._into.append(event.encoded)
+        return True
+
+
 async def trio_parked_reader(
     broadcaster: trio_sse.Broadcaster,
     sink: list[bytes],
@@ -356,12 +370,7 @@ async def trio_parked_reader(
 ) -> None:
     """Wait idle in ``receive_batch()``; the publisher hands each event to ``sink`` meanwhile."""
 
-    def take(event: trio_sse.SSEEvent, now: float) -> bool:
-        sink.append(event.encoded)
-        return True
-
-    async with broadcaster.subscribe(SESSION) as subscription:
-        subscription.direct = take
+    async with broadcaster.subscribe(SESSION, output=Sink(sink)) as subscription:
         task_status.started()
         expect(await subscription.receive_batch() == [], "nothing queued")
 

@@ -132,7 +132,7 @@ async def test_a_backend_delivering_out_of_order_is_logged_and_does_not_kill_the
         assert await sub.receive() == event
         with pytest.raises(trio.WouldBlock):
             sub.receive_nowait()
-        assert (await b.publish("s", "t", 2)).data == 2
+        assert (await b.publish("s", "t", 2)).json() == 2
 
 
 async def test_a_ttl_carried_by_a_deferred_backend_runs_from_delivery(

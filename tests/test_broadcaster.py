@@ -22,6 +22,7 @@ from trio_sse import (
     Subscription,
     open_broadcaster,
 )
+from trio_sse._config import EVENT_OVERHEAD_BYTES
 from trio_sse._sessions import SessionRegistry
 
 MakeConfig = Callable[..., BroadcasterConfig]
@@ -138,7 +139,7 @@ async def test_a_cursor_that_cannot_resume_exactly_gets_a_reset_then_all_retaine
             reset = await sub.receive()
             replay = [await sub.receive() for _ in range(3)]
     assert reset.type == "reset"
-    assert reset.data == {
+    assert reset.json() == {
         "reason": reason,
         "lastEventId": last_id.format(epoch=epoch),
         "oldestId": sent[2].id,
@@ -162,7 +163,7 @@ async def test_reset_on_an_empty_history_points_at_the_current_head(
     async with open_broadcaster(make_config()) as b, b.subscribe("s", last_event_id="x-1") as sub:
         reset = await sub.receive()
         assert reset.type == "reset"
-        assert reset.data["oldestId"] is None
+        assert reset.json()["oldestId"] is None
         assert reset.id is not None and reset.id.endswith("-0")
         event = await b.publish("s", "t", "next")
         assert await sub.receive() == event
@@ -175,7 +176,7 @@ async def test_slow_consumer_is_disconnected_and_others_and_the_publisher_are_no
         async with b.subscribe("s") as slow, b.subscribe("s") as fast:
             for n in range(10):
                 await b.publish("s", "t", n)  # never blocks
-                assert (await fast.receive()).data == n
+                assert (await fast.receive()).json() == n
             assert slow.close_reason is CloseReason.SLOW_CONSUMER
             assert [event async for event in slow] == []  # ended, queue freed
             assert fast.close_reason is None
@@ -192,7 +193,7 @@ async def test_a_disconnected_slow_consumer_resumes_from_history_without_loss(
         sent = []
         async with b.subscribe("s") as sub:
             sent.append(await b.publish("s", "t", 0))
-            assert (await sub.receive()).data == 0
+            assert (await sub.receive()).json() == 0
             sent += [await b.publish("s", "t", n) for n in range(1, 6)]
             assert sub.close_reason is CloseReason.SLOW_CONSUMER
             last = sub.last_event_id
@@ -223,7 +224,7 @@ async def test_drop_policy_skips_events_for_the_slow_consumer_and_reports_the_ga
         assert [await slow.receive() for _ in range(2)] == sent[:2]
         after = await b.publish("s", "t", "after")
         gap = await slow.receive()
-        assert (gap.type, gap.data, gap.id) == ("gap", {"dropped": 3}, None)
+        assert (gap.type, gap.json(), gap.id) == ("gap", {"dropped": 3}, None)
         assert await slow.receive() == after
         assert slow.statistics().dropped == 3
         assert b.get_stats()["metrics"]["eventsDropped"] == 3
@@ -265,7 +266,7 @@ async def test_close_session_ends_its_subscribers_and_forgets_its_history(
         assert not await b.close_session("s")
         assert b.get_stats()["totalSessions"] == 0
         async with b.subscribe("s", last_event_id=old.id) as again:
-            assert (await again.receive()).data["reason"] == "epoch-changed"
+            assert (await again.receive()).json()["reason"] == "epoch-changed"
 
 
 async def test_leaving_open_broadcaster_ends_every_subscription_and_task(
@@ -397,7 +398,10 @@ async def test_stats_have_the_documented_shape_and_are_json(
         "lastCleanupSeconds",
     ):
         assert key in stats["metrics"]
-    assert stats["heldBytes"] == stats["historyBytes"] + stats["queuedBytes"]
+    held_events = stats["totalEvents"] + stats["queuedEvents"]
+    assert stats["heldBytes"] == (
+        stats["historyBytes"] + stats["queuedBytes"] + EVENT_OVERHEAD_BYTES * held_events
+    )
 
 
 async def test_metrics_can_be_turned_off(
@@ -472,10 +476,10 @@ async def test_receive_batch_takes_everything_waiting_in_one_call(
         async with b.subscribe("s", last_event_id=first.id) as sub:
             await b.publish("s", "t", 4)
             await b.publish("s", "t", 5)
-            assert [e.data for e in await sub.receive_batch()] == [1, 2, 3, 4, 5]
+            assert [e.json() for e in await sub.receive_batch()] == [1, 2, 3, 4, 5]
             await b.publish("s", "t", 6)
             await b.publish("s", "t", 7)
-            assert [e.data for e in await sub.receive_batch(max_events=1)] == [6]
+            assert [e.json() for e in await sub.receive_batch(max_events=1)] == [6]
             assert sub.statistics().queued_events == 1
 
 
@@ -524,7 +528,7 @@ async def test_a_cursor_that_is_not_valid_unicode_gets_a_reset(
     async with open_broadcaster(make_config()) as b:
         async with b.subscribe("s", last_event_id="\udc80-1") as sub:
             reset = await sub.receive()
-        assert reset.data["lastEventId"] == "\\udc80-1"
+        assert reset.json()["lastEventId"] == "\\udc80-1"
 
 
 async def test_a_subscription_cursor_resumes_without_loss_before_and_after_reads(
@@ -572,7 +576,7 @@ async def test_a_batch_gets_consecutive_ids_per_session_and_arrives_in_order(
         events = await b.publish_batch(items)
         epoch = first.id.split("-")[0]  # type: ignore[union-attr]
         assert [e.id for e in events][::2] == [f"{epoch}-2", f"{epoch}-3"]
-        assert [(e.type, e.data) for e in events] == [("t", 1), ("t", 2), ("u", {"n": 3})]
+        assert [(e.type, e.json()) for e in events] == [("t", 1), ("t", 2), ("u", {"n": 3})]
         assert [await sub_a.receive() for _ in range(3)] == [first, events[0], events[2]]
         assert await sub_b.receive() == events[1]
         assert b.get_stats()["metrics"]["eventsPublished"] == 4
@@ -630,4 +634,4 @@ async def test_a_batch_through_a_deferred_backend_interleaved_with_publishes_kee
         received = [await sub.receive() for _ in range(15)]
         ids = [event.id for event in received]
         assert len(set(ids)) == 15
-        assert sorted(event.data for event in received) == list(range(15))
+        assert sorted(event.json() for event in received) == list(range(15))

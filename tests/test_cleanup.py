@@ -21,6 +21,7 @@ from trio_sse import (
     open_broadcaster,
 )
 from trio_sse._history import History, expiry
+from trio_sse._memory import MiB
 from trio_sse._stats import Counters
 
 from .conftest import FakeRSS
@@ -77,7 +78,7 @@ async def test_a_cursor_behind_expired_events_gets_a_reset_even_before_cleanup_r
         await trio.sleep(10)  # the first two expired exactly now; no pass has run
         async with b.subscribe("s", last_event_id=first.id) as sub:
             reset = await sub.receive()
-            assert (reset.type, reset.data["reason"]) == ("reset", "history-expired")
+            assert (reset.type, reset.json()["reason"]) == ("reset", "history-expired")
             assert await sub.receive() == kept
         assert b.get_stats()["metrics"]["eventsExpired"] == 2
 
@@ -140,7 +141,7 @@ async def test_a_session_without_subscribers_expires_after_session_ttl(
         assert (stats["totalSessions"], stats["totalEvents"]) == (0, 0)
         assert stats["metrics"]["sessionsExpired"] == 1
         async with b.subscribe("s", last_event_id=old.id) as sub:  # a new epoch
-            assert (await sub.receive()).data["reason"] == "epoch-changed"
+            assert (await sub.receive()).json()["reason"] == "epoch-changed"
 
 
 async def test_a_session_with_subscribers_never_expires_and_its_clock_restarts_when_they_leave(
@@ -198,8 +199,8 @@ async def test_reading_restarts_the_stale_clock_and_an_idle_empty_queue_never_go
             await b.publish("s", "t", 2)
             await trio.sleep_until(start + 300)
             await sub.receive()  # one still waits: stale from 900, closed at the 900 pass
-            assert quiet.receive_nowait().data == 1
-            assert quiet.receive_nowait().data == 2
+            assert quiet.receive_nowait().json() == 1
+            assert quiet.receive_nowait().json() == 2
             await trio.sleep_until(start + 899.5)
             assert sub.close_reason is None
             await trio.sleep_until(start + 900.5)
@@ -288,3 +289,58 @@ async def test_memory_usage_is_reported_from_the_probe(
 async def test_the_default_probe_reads_this_process_rss(autojump_clock: MockClock) -> None:
     async with open_broadcaster() as b:
         assert 1 < b.get_stats()["memoryUsageMB"] < 24 * 1024
+
+
+async def test_critical_ends_within_one_check_once_the_histories_are_shed_though_rss_stays_high(
+    autojump_clock: MockClock, make_config: MakeConfig, rss: FakeRSS
+) -> None:
+    # Issue 10: CPython keeps freed memory, so RSS may never come back by itself.
+    config = make_config(
+        memory_warning_threshold_mb=500.0,
+        memory_critical_threshold_mb=1000.0,
+        memory_check_interval=5.0,
+    )
+    async with open_broadcaster(config, rss_probe=rss) as b:
+        for n in range(4):
+            await b.publish("s", "t", n)
+        rss.mb = 1200  # and it stays there
+        await trio.sleep(5.5)
+        assert (b.memory_level, b.get_stats()["totalEvents"]) == (MemoryLevel.CRITICAL, 2)
+        await trio.sleep(5)
+        assert (b.memory_level, b.get_stats()["totalEvents"]) == (MemoryLevel.CRITICAL, 1)
+        await trio.sleep(5)  # t = 15.5: the check at 15 emptied the histories
+        assert (b.memory_level, b.get_stats()["totalEvents"]) == (MemoryLevel.NORMAL, 0)
+        async with b.subscribe("s"):
+            pass
+        for n in range(4):
+            await b.publish("s", "t", n)
+        await trio.sleep(20)
+        assert b.memory_level is MemoryLevel.NORMAL  # the kept 700 MiB no longer count
+        rss.mb = 1200 + 600  # real growth beyond what was kept: RSS counts again
+        await trio.sleep(5)
+        assert (b.memory_level, b.get_stats()["totalEvents"]) == (MemoryLevel.CRITICAL, 2)
+        rss.mb = 400  # back under the warning threshold: nothing is set aside any more
+        await trio.sleep(5)
+        assert b.memory_level is MemoryLevel.NORMAL
+        assert b.get_stats()["metrics"]["memorySheds"] == 4
+
+
+async def test_held_bytes_above_their_threshold_make_the_level_critical_whatever_rss_says(
+    autojump_clock: MockClock, make_config: MakeConfig, rss: FakeRSS
+) -> None:
+    config = make_config(
+        memory_held_threshold_mb=10_000 / MiB, memory_check_interval=5.0, max_event_bytes=2048
+    )
+    async with open_broadcaster(config, rss_probe=rss) as b:
+        for _ in range(20):
+            await b.publish("s", "t", "x" * 1000)
+        assert b.get_stats()["heldBytes"] > 20 * 1000
+        await trio.sleep(5.5)
+        assert (b.memory_level, b.get_stats()["totalEvents"]) == (MemoryLevel.CRITICAL, 10)
+        with pytest.raises(MemoryPressureError):
+            b.check_subscribe("s")
+        await trio.sleep(5)
+        assert (b.memory_level, b.get_stats()["totalEvents"]) == (MemoryLevel.CRITICAL, 5)
+        await trio.sleep(5)
+        assert b.get_stats()["heldBytes"] <= 10_000
+        assert b.memory_level is MemoryLevel.NORMAL

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from trio_sse import BroadcasterConfig, ConfigError, ServerSettings
-from trio_sse._config import Setting, Settings, specification
+from trio_sse._config import EVENT_OVERHEAD_BYTES, Setting, Settings, specification
 from trio_sse._settings_doc import DOC_PATH, main, render_table, update
 
 SETTINGS_CLASSES: tuple[type[Settings], ...] = (BroadcasterConfig, ServerSettings)
@@ -161,7 +161,8 @@ def test_the_held_bytes_bound_follows_the_formula() -> None:
         max_queue_size=3,
         max_queue_bytes=1000,
     )
-    history, queue, reset = 4 * 100, 3 * 100, 2048
+    c = EVENT_OVERHEAD_BYTES  # per event each part can hold
+    history, queue, reset = 4 * 100 + 4 * c, 3 * 100 + 3 * c, 2048 + c
     assert config.held_bytes_bound() == 10 * history + 30 * (queue + history + reset)
     assert config.held_bytes_bound(sessions=2) == 2 * history + 10 * (queue + history + reset)
 

@@ -325,6 +325,7 @@ RAISED_OUTSIDE_THE_TREE: dict[str | tuple[str, str], str] = {
     ("trio_sse._config", "ValueError"): "parse_text's own signal, turned into ConfigError",
     ("trio_sse._config", "TypeError"): "a settings class declared wrongly (a programming error)",
     ("trio_sse._settings_doc", "ValueError"): "the docs lack a table marker (a developer tool)",
+    ("trio_sse._protocol._event", "FrozenInstanceError"): "SSEEvent is immutable (as dataclasses)",
     ("trio_sse._history", "ValueError"): "an out-of-order delivery; Broadcaster logs and drops it",
     ("trio_sse.backends._memory", "RuntimeError"): "a programming error: one backend run twice",
     ("trio_sse._quart", "RuntimeError"): "a programming error: the API used before serving",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import random
+import tracemalloc
 import weakref
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ import trio
 from trio.testing import MockClock
 
 from trio_sse import Broadcaster, BroadcasterConfig, Subscription, open_broadcaster
+from trio_sse._config import EVENT_OVERHEAD_BYTES
 
 MakeConfig = Callable[..., BroadcasterConfig]
 
@@ -23,7 +25,8 @@ def assert_no_subscriber_left(b: Broadcaster) -> None:
     stats = b.get_stats()
     assert stats["totalSubscribers"] == 0
     assert (stats["queuedBytes"], stats["queuedEvents"]) == (0, 0)
-    assert stats["heldBytes"] == stats["historyBytes"]
+    overhead = EVENT_OVERHEAD_BYTES * stats["totalEvents"]
+    assert stats["heldBytes"] == stats["historyBytes"] + overhead
     assert all(not session.subscribers for session in b._sessions)
     assert b._counters.history_bytes == sum(s.history.bytes for s in b._sessions)
 
@@ -133,3 +136,38 @@ async def test_held_bytes_stay_under_the_configured_bound_under_sustained_load(
     assert max(samples) <= bound
     assert max(samples) > config.max_history_bytes_per_session  # the load was real
     assert any(sub.statistics().dropped for sub in subscriptions)
+
+
+SHAPES: dict[str, Callable[[int], object]] = {
+    "string": lambda n: "x" * n,
+    "floats": lambda n: [n / 7 + i for i in range(n // 20)],
+    "empty lists": lambda n: [[] for _ in range(n // 3)],
+    "empty objects": lambda n: [{} for _ in range(n // 3)],
+    "tiny": lambda n: n,
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_held_bytes_are_at_least_the_memory_histories_really_take(
+    autojump_clock: MockClock, make_config: MakeConfig, shape: str
+) -> None:
+    # Issue 10: an event held its decoded value beside its bytes, 2x to 26x heldBytes.
+    config = make_config(
+        max_history_per_session=2000, max_history_bytes_per_session=8 * 1024 * 1024
+    )
+    make = SHAPES[shape]
+    async with open_broadcaster(config) as b:
+        await b.publish("warm-up", "t", make(2000))
+        gc.collect()
+        held_before = b.get_stats()["heldBytes"]
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(2000):
+                await b.publish(f"s{n % 4}", "t", make(2000 + n % 7))
+            gc.collect()
+            taken = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        held = b.get_stats()["heldBytes"] - held_before
+        assert taken <= held, (shape, taken, held)

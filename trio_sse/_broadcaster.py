@@ -30,7 +30,13 @@ from ._exceptions import (
     TrioSSEError,
 )
 from ._history import RESET_EVENT_TYPE, check_ttl, expiry, parse_event_id
-from ._memory import MemoryLevel, MiB, RSSReader, next_level, process_rss_bytes
+from ._memory import (
+    MemoryLevel,
+    MiB,
+    RSSReader,
+    next_level,
+    process_rss_bytes,
+)
 from ._protocol import SSEEvent
 from ._sessions import Session, SessionRegistry
 from ._stats import BroadcasterStatistics, CleanupReport, Counters, MetricsSnapshot
@@ -60,6 +66,7 @@ class Broadcaster:
         self._counters = Counters()
         self._sessions = SessionRegistry(config, self._counters)
         self._memory_level = MemoryLevel.NORMAL
+        self._rss_kept_mb = 0.0  # RSS above the warning threshold that shedding cannot free
         self._closed = False
 
     # -- publishing -------------------------------------------------------------------
@@ -159,7 +166,7 @@ class Broadcaster:
     async def _commit(self, session: Session, event: SSEEvent, ttl: float | None) -> SSEEvent:
         """Register the session if new, reserve the event's sequence, hand it to the backend."""
         now = trio.current_time()
-        self._sessions.admit(session, now)
+        self._sessions.admit(session, now, write=True)
         self._sessions.touch(session, now)
         session.history.reserve()
         self._counters.events_published += 1
@@ -212,7 +219,8 @@ class Broadcaster:
         Raises:
             InvalidEventError: ``session_id`` is not a non-empty str.
             SubscriberLimitError: ``max_subscribers_per_session`` or ``max_subscribers`` reached.
-            SessionLimitError: a new session is needed and none can be evicted.
+            SessionLimitError: a new session is needed and the table is full of sessions that
+                have subscribers or were published to (a read never evicts those).
             MemoryPressureError: memory is critical; try again later.
             trio.ClosedResourceError: the broadcaster is closed.
         """
@@ -243,6 +251,7 @@ class Broadcaster:
                 f"session {session_id!r} has max_subscribers_per_session="
                 f"{self.config.max_subscribers_per_session} subscribers"
             )
+        self._sessions.check_room(session, write=False)
         return session
 
     def _open_subscription(
@@ -251,7 +260,7 @@ class Broadcaster:
         session = self.check_subscribe(session_id)
         now = trio.current_time()
         replay = session.history.replay(last_event_id, now)
-        self._sessions.admit(session, now)
+        self._sessions.admit(session, now, write=False)
 
         def on_close(subscription: Subscription) -> None:
             self._sessions.detach(session, subscription, trio.current_time())
@@ -325,22 +334,41 @@ class Broadcaster:
             self._supervised(self.cleanup, "cleanup")
 
     def check_memory(self) -> MemoryLevel:
-        """Read RSS, update the memory level, and shed if it is critical."""
+        """Read RSS and ``heldBytes``, update the memory level, and shed if it is critical.
+
+        RSS counts less what the broadcaster cannot free: when shedding has emptied every
+        history and RSS is still above the warning threshold (the allocator keeps freed memory),
+        the excess is set aside until RSS falls back under the threshold, so the level follows
+        ``heldBytes`` and comes back to normal (issue 10). See ``docs/architecture.md`` 6.3.
+        """
         rss_mb = self._rss_probe() / MiB
-        config = self.config
-        level = next_level(
-            self._memory_level,
-            rss_mb,
-            config.memory_warning_threshold_mb,
-            config.memory_critical_threshold_mb,
-        )
-        if level is not self._memory_level:
-            log = logger.info if level is MemoryLevel.NORMAL else logger.warning
-            log("memory %s -> %s (rss %.1f MB)", self._memory_level.value, level.value, rss_mb)
-            self._memory_level = level
+        if rss_mb <= self.config.memory_warning_threshold_mb:
+            self._rss_kept_mb = 0.0
+        level = self._level(rss_mb)
         if level is MemoryLevel.CRITICAL:
             self._shed()
+            if self._counters.history_events == 0:  # nothing left that shedding can free
+                # malloc_trim(0) was tried here and returned 0.6 MiB of 27 after a 70 MiB
+                # burst (docs/performance.md, "Memory"): not kept.
+                excess = rss_mb - self.config.memory_warning_threshold_mb
+                self._rss_kept_mb = max(0.0, excess)
+                level = self._level(rss_mb)
+        if level is not self._memory_level:
+            log = logger.info if level is MemoryLevel.NORMAL else logger.warning
+            log("memory %s -> %s (rss %.1f MiB)", self._memory_level.value, level.value, rss_mb)
+            self._memory_level = level
         return level
+
+    def _level(self, rss_mb: float) -> MemoryLevel:
+        config = self.config
+        return next_level(
+            self._memory_level,
+            rss_mb - self._rss_kept_mb,
+            self._counters.held_bytes() / MiB,
+            warning_mb=config.memory_warning_threshold_mb,
+            critical_mb=config.memory_critical_threshold_mb,
+            held_threshold_mb=config.held_threshold_mb,
+        )
 
     def _shed(self) -> None:
         """Halve every history (oldest events first) to give memory back."""
@@ -387,7 +415,7 @@ class Broadcaster:
             history_bytes=c.history_bytes,
             queued_bytes=c.queued_bytes,
             queued_events=c.queued_events,
-            held_bytes=c.history_bytes + c.queued_bytes,
+            held_bytes=c.held_bytes(),
             metrics=MetricsSnapshot.of(c) if self.config.enable_metrics else None,
         )
 

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import httpx
 import trio
 
-from ._auth import generate_key, make_token
+from ._auth import generate_key, make_token, verification_keys
 from ._client import ANY_EVENT, ConnectionState, SSEClient
 from ._config import BroadcasterConfig
 from ._protocol import MessageEvent
@@ -34,7 +34,12 @@ class CommandError(Exception):
 
 
 def run_server(config: BroadcasterConfig, settings: ServerSettings, out: TextIO) -> None:
-    """``trio-sse serve``: run until SIGINT or SIGTERM."""
+    """``trio-sse serve``: run until SIGINT or SIGTERM.
+
+    Raises:
+        ConfigError: A JWT key is unusable (checked before anything starts).
+    """
+    verification_keys(settings.jwt_key, settings.jwt_public_key)
     if not settings.auth_publish and not settings.auth_subscribe:
         logger.warning("authorisation is off (--no-auth): anyone can publish; local use only")
     elif not settings.jwt_key and not settings.jwt_public_key:
@@ -44,6 +49,13 @@ def run_server(config: BroadcasterConfig, settings: ServerSettings, out: TextIO)
         async with trio.open_nursery() as nursery:
             server: RunningServer = await nursery.start(_serve_with_signals, config, settings)
             print(f"trio-sse serving on {server.url} (demo page: {server.url}/)", file=out)
+            files = server.open_file_limit
+            print(
+                f"  open-file limit {files if files is not None else 'unknown'}; at most "
+                f"{server.max_sockets} sockets, {server.reserved_sockets} of them reserved for "
+                "publishes and health checks",
+                file=out,
+            )
             out.flush()
 
     trio.run(main)

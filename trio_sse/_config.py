@@ -37,6 +37,12 @@ _KiB = 1024
 RESET_NOTICE_MAX_BYTES = 2048
 """Upper bound of an encoded ``reset`` notice (the history echoes at most 256 characters of a
 cursor, at most 6 bytes each once JSON-escaped); a term of the memory bound."""
+EVENT_OVERHEAD_BYTES = 320
+"""What a held event costs beyond its encoded bytes, counted once per event in ``heldBytes``:
+the ``SSEEvent`` object, the header of its bytes object, its id str, and a history's sequence
+number, deadline and deque slots (243 bytes measured with tracemalloc for ids like
+``a1b2c3d4-12345``; ``tests/test_leaks.py`` checks it; a queue entry costs less). A term of the
+memory bound."""
 _SPEC_KEY = "trio_sse.setting"
 _T = TypeVar("_T")
 
@@ -363,17 +369,27 @@ class BroadcasterConfig(Settings):
         "leaves events pending) is closed with `CloseReason.STALE` at the next cleanup pass.",
         unit="seconds",
     )
+    memory_held_threshold_mb: float | None = setting(
+        None,
+        "`heldBytes` (what histories and queues hold, per-event overhead included) above it "
+        "makes the level `critical`, whatever RSS says: every memory check halves every "
+        "history until `heldBytes` is back at or under it. `None`: "
+        "`memory_warning_threshold_mb`.",
+        unit="MiB",
+    )
     memory_warning_threshold_mb: float = setting(
         500.0,
-        "Above it the level is `warning` (logged, reported as `memoryLevel`). Also the level RSS "
-        "must fall back to (at or under) to leave `critical`.",
+        "RSS above it makes the level `warning` (logged, reported as `memoryLevel`). Also the "
+        "level RSS must fall back to (at or under) to leave `critical`, unless the histories are "
+        "empty: then the RSS the broadcaster does not hold stops counting (see "
+        "`docs/architecture.md` section 6.3).",
         unit="MiB of RSS",
     )
     memory_critical_threshold_mb: float = setting(
         1000.0,
-        "Above it the level is `critical`: every memory check halves every history, and "
+        "RSS above it makes the level `critical`: every memory check halves every history, and "
         "`subscribe` raises `MemoryPressureError`, until RSS is back at or under the warning "
-        "threshold. At least `memory_warning_threshold_mb`.",
+        "threshold or no history is left to shed. At least `memory_warning_threshold_mb`.",
         unit="MiB of RSS",
     )
     memory_check_interval: float = setting(
@@ -428,17 +444,31 @@ class BroadcasterConfig(Settings):
     ) -> int:
         """The most ``heldBytes`` a broadcaster with this config can reach.
 
-        ``history + queued <= S*H + N*(Q + H + R)`` where S is the number of sessions, N of
-        subscribers (by default the configured maxima),
-        H the bound of one history, Q of one live queue, and R of one reset notice; a replay
-        is at most one history. See ``docs/architecture.md``.
+        ``heldBytes <= S*H + N*(Q + H + R)`` where S is the number of sessions, N of
+        subscribers (by default the configured maxima), H the bound of one history, Q of one
+        live queue, and R of one reset notice, each with ``EVENT_OVERHEAD_BYTES`` per event it
+        can hold; a replay is at most one history. See ``docs/architecture.md`` section 6.
         """
         sessions = self.max_sessions if sessions is None else sessions
         if subscribers is None:
             subscribers = min(self.max_subscribers, sessions * self.max_subscribers_per_session)
-        history = min(
-            self.max_history_per_session * self.max_event_bytes,
-            self.max_history_bytes_per_session,
+        overhead = EVENT_OVERHEAD_BYTES
+        history = (
+            min(
+                self.max_history_per_session * self.max_event_bytes,
+                self.max_history_bytes_per_session,
+            )
+            + self.max_history_per_session * overhead
         )
-        queue = min(self.max_queue_size * self.max_event_bytes, self.max_queue_bytes)
-        return sessions * history + subscribers * (queue + history + RESET_NOTICE_MAX_BYTES)
+        queue = (
+            min(self.max_queue_size * self.max_event_bytes, self.max_queue_bytes)
+            + self.max_queue_size * overhead
+        )
+        reset = RESET_NOTICE_MAX_BYTES + overhead
+        return sessions * history + subscribers * (queue + history + reset)
+
+    @property
+    def held_threshold_mb(self) -> float:
+        """``memory_held_threshold_mb``, or the warning threshold when it is None."""
+        held = self.memory_held_threshold_mb
+        return self.memory_warning_threshold_mb if held is None else held

@@ -64,15 +64,22 @@ class RSSReader:
 
 
 def next_level(
-    current: MemoryLevel, rss_mb: float, warning_mb: float, critical_mb: float
+    current: MemoryLevel,
+    rss_mb: float,
+    held_mb: float,
+    *,
+    warning_mb: float,
+    critical_mb: float,
+    held_threshold_mb: float,
 ) -> MemoryLevel:
-    """The level after a reading of ``rss_mb``.
+    """The level after a reading of ``rss_mb`` (RSS, less what the broadcaster cannot free) and
+    ``held_mb`` (``heldBytes``).
 
-    Critical is entered above ``critical_mb`` and left only once back at or under
-    ``warning_mb`` (hysteresis), so shedding goes on until memory has really recovered.
-    All figures are MiB.
+    Held bytes above ``held_threshold_mb`` are critical. RSS enters critical above
+    ``critical_mb`` and leaves it only once back at or under ``warning_mb`` (hysteresis), so
+    shedding goes on until memory has really recovered. All figures are MiB.
     """
-    if rss_mb > critical_mb:
+    if held_mb > held_threshold_mb or rss_mb > critical_mb:
         return MemoryLevel.CRITICAL
     if rss_mb > warning_mb:
         return MemoryLevel.CRITICAL if current is MemoryLevel.CRITICAL else MemoryLevel.WARNING

@@ -20,7 +20,25 @@ _GAUGES = {
     "total_subscribers": ("trio_sse_subscribers", "Open subscriptions"),
     "history_bytes": ("trio_sse_history_bytes", "Encoded bytes retained in histories"),
     "queued_bytes": ("trio_sse_queued_bytes", "Encoded bytes waiting for subscribers"),
-    "held_bytes": ("trio_sse_held_bytes", "history_bytes + queued_bytes"),
+    "held_bytes": (
+        "trio_sse_held_bytes",
+        "Bytes the configuration bounds (encoded + per-event overhead)",
+    ),
+}
+
+
+_SOCKET_GAUGES = {
+    "open": ("trio_sse_open_sockets", "Accepted sockets open (streams, requests, idle)"),
+    "waiting": ("trio_sse_waiting_sockets", "Open sockets without a complete request yet"),
+    "limit": ("trio_sse_max_sockets", "Accepted sockets allowed open at once"),
+    "reserved": ("trio_sse_reserved_sockets", "Share kept for publishes and health checks"),
+}
+_SOCKET_COUNTERS = {
+    "refused": ("trio_sse_sockets_refused", "Sockets refused at max_sockets (503, closed)"),
+    "evicted": ("trio_sse_sockets_evicted", "Sockets closed before a complete request, for room"),
+    "shed": ("trio_sse_requests_shed", "Requests refused 503 as only the reserved share was left"),
+    "timedOut": ("trio_sse_requests_timed_out", "Requests refused 408 (head or body too slow)"),
+    "acceptErrors": ("trio_sse_accept_errors", "Accepts failed for lack of descriptors"),
 }
 
 
@@ -32,11 +50,16 @@ _STREAM_WRITES = {
 
 class _Snapshot(Collector):
     def __init__(
-        self, stats: BroadcasterStatistics, connections: int, writes: Mapping[str, int]
+        self,
+        stats: BroadcasterStatistics,
+        connections: int,
+        writes: Mapping[str, int],
+        sockets: Mapping[str, int],
     ) -> None:
         self._stats = stats
         self._connections = connections
         self._writes = writes
+        self._sockets = sockets
 
     def collect(self) -> Iterator[Metric]:
         for field, (name, doc) in _GAUGES.items():
@@ -44,6 +67,10 @@ class _Snapshot(Collector):
         yield GaugeMetricFamily(
             "trio_sse_connections", "Open streams and long polls", value=self._connections
         )
+        for key, (name, doc) in _SOCKET_GAUGES.items():
+            yield GaugeMetricFamily(name, doc, value=self._sockets.get(key, 0))
+        for key, (name, doc) in _SOCKET_COUNTERS.items():
+            yield CounterMetricFamily(name, doc, value=self._sockets.get(key, 0))
         for key, (name, doc) in _STREAM_WRITES.items():
             yield CounterMetricFamily(name, doc, value=self._writes.get(key, 0))
         yield GaugeMetricFamily(
@@ -70,9 +97,13 @@ class _Snapshot(Collector):
 
 
 def prometheus_text(
-    stats: BroadcasterStatistics, connections: int, writes: Mapping[str, int]
+    stats: BroadcasterStatistics,
+    connections: int,
+    writes: Mapping[str, int],
+    sockets: Mapping[str, int] | None = None,
 ) -> bytes:
-    """The Prometheus text format of ``stats``, open ``connections`` and stream ``writes``."""
+    """The Prometheus text format of ``stats``, open ``connections`` (streams and polls),
+    stream ``writes`` and accepted ``sockets`` (the lean server's; empty behind ASGI)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(stats, connections, writes))
+    registry.register(_Snapshot(stats, connections, writes, sockets or {}))
     return generate_latest(registry)

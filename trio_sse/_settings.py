@@ -57,6 +57,18 @@ class ServerSettings(Settings):
         "A request body must arrive complete within this long once its head is read.",
         unit="seconds",
     )
+    min_body_rate: int | None = setting(
+        500,
+        "After `body_rate_grace`, a request body must keep arriving at this average rate or "
+        "it is refused with `408` and the connection closed (Apache's `mod_reqtimeout` "
+        "`MinRate` default; Kestrel uses 240). `None`: no rate, only `body_timeout`.",
+        unit="bytes/second",
+    )
+    body_rate_grace: float = setting(
+        5.0,
+        "Seconds of a request body before `min_body_rate` applies (Kestrel's grace period).",
+        unit="seconds",
+    )
     retry_ms: int = setting(
         3000, "The `retry:` field sent first on every stream.", unit="milliseconds"
     )
@@ -68,8 +80,27 @@ class ServerSettings(Settings):
     )
     max_connections: int = setting(
         10_000,
-        "Open streams and long polls at once; beyond it `503` with `Retry-After`.",
+        "Open streams and long polls at once; beyond it `503` with `Retry-After`. They also "
+        "need a socket in the general share of `max_sockets` (the lower bound applies).",
         unit="connections",
+    )
+    max_sockets: int | None = setting(
+        None,
+        "Accepted sockets open at once, whatever they carry (idle, reading a request, a "
+        "stream). `None`: the open-file limit (raised to its hard limit at start) minus a "
+        "tenth of it (at least 32, at most 1024) kept for the process's own files. A new "
+        "socket over `max_sockets - reserved_sockets` first closes the oldest socket that has "
+        "not yet sent a complete request; if there is none and the total is reached, it gets "
+        "`503` and is closed.",
+        unit="sockets",
+    )
+    reserved_sockets: int = setting(
+        64,
+        "Share of `max_sockets` that only publishes, deletes, `/healthz`, `/readyz`, `/stats` "
+        "and `/metrics` may use: past `max_sockets - reserved_sockets` open sockets other "
+        "requests get `503` with `Retry-After`. At most half of a derived `max_sockets`; "
+        "below an explicit one.",
+        unit="sockets",
     )
     max_poll_wait: float = setting(
         30.0, "Longest `wait` a poll may ask for (`400` above it).", unit="seconds"
@@ -122,5 +153,7 @@ class ServerSettings(Settings):
     )
 
     def _check_together(self) -> None:
+        if self.max_sockets is not None and self.reserved_sockets >= self.max_sockets:
+            raise ConfigError("reserved_sockets must be below max_sockets")
         if self.cors_allow_credentials and "*" in self.cors_origins:
             raise ConfigError("cors_allow_credentials cannot be used with the origin '*'")

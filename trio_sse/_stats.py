@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ._config import EVENT_OVERHEAD_BYTES
+
 
 class Counters:
     """Mutable running totals, shared by the broadcaster, sessions and subscriptions."""
@@ -60,6 +62,11 @@ class Counters:
     stale_subscribers_removed: int
     subscribers: int
     subscribers_removed: int
+
+    def held_bytes(self) -> int:
+        """Encoded bytes held plus ``EVENT_OVERHEAD_BYTES`` per held event (``heldBytes``)."""
+        events = self.history_events + self.queued_events
+        return self.history_bytes + self.queued_bytes + EVENT_OVERHEAD_BYTES * events
 
 
 def _camel(name: str) -> str:
@@ -134,7 +141,9 @@ class BroadcasterStatistics:
     queued_events: int
     """Events waiting in subscriber queues and replays."""
     held_bytes: int
-    """``history_bytes + queued_bytes``: the bytes the configuration bounds."""
+    """``history_bytes + queued_bytes + EVENT_OVERHEAD_BYTES * (total_events + queued_events)``:
+    the memory histories and queues hold (an event held by a history and a queue counts
+    twice), which the configuration bounds (``BroadcasterConfig.held_bytes_bound``)."""
     metrics: MetricsSnapshot | None
     """Running totals; None when ``enable_metrics`` is off."""
 

@@ -1,17 +1,18 @@
 """Event values: validated when created, encoded once.
 
 An :class:`SSEEvent` is the wire event: what the broadcaster publishes, nothing more. Its wire
-form is computed in ``__post_init__`` and kept on the instance, so fanning it out to any number
-of subscribers never encodes it again. How long an event stays in history (its TTL) is history's
-business (``trio_sse/_history.py``), not the event's. A :class:`MessageEvent` is what the parser
-dispatches, shaped like the browser's ``MessageEvent`` (type, data, lastEventId).
+form is computed when it is created and is all it keeps (the data's text is read back from it,
+issue 10), so fanning it out never encodes it again and holding it costs its encoded size.
+How long an event stays in history (its TTL) is history's business (``trio_sse/_history.py``),
+not the event's. A :class:`MessageEvent` is what the parser dispatches,
+shaped like the browser's ``MessageEvent`` (type, data, lastEventId).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any
 
 from .._exceptions import InvalidEventError
@@ -62,43 +63,94 @@ def _encode_fields(type: str, text: str, id: str | None, retry: int | None) -> b
     return f"{head}{''.join(lines)}\n".encode()
 
 
-@dataclass(frozen=True, slots=True)
 class SSEEvent:
-    """One server-sent event, immutable and validated.
+    """One server-sent event, immutable and validated; it holds only its wire bytes.
+
+    ``SSEEvent(type, data, id=None, retry=None)``: ``data`` is a str, or any JSON-serialisable
+    value (sent as compact JSON). The event keeps neither: it keeps the wire bytes, and
+    :attr:`data` reads the text back from them, so a retained event costs its encoded size
+    plus a fixed overhead (``docs/architecture.md`` section 6), whatever the shape of the value
+    it was built from.
 
     Attributes:
         type: The event name (the ``event:`` field); ``"message"`` is the browser's default.
-        data: A str, or any JSON-serialisable value (sent as compact JSON). Multi-line text is
-            sent as several ``data:`` lines and arrives joined by ``\\n``.
         id: The event id (``<epoch>-<seq>`` when the broadcaster assigns it), or None.
         retry: A reconnection time in milliseconds to send with the event, or None.
         encoded: The wire bytes, computed once here; every subscriber receives this buffer.
         size: ``len(encoded)``.
     """
 
-    type: str
-    data: Any
-    id: str | None = None
-    retry: int | None = None
-    encoded: bytes = field(init=False, repr=False, compare=False)
-    size: int = field(init=False, repr=False, compare=False)
+    __slots__ = ("encoded", "id", "retry", "size", "type")
+    __match_args__ = ("type", "data", "id", "retry")
 
-    def __post_init__(self) -> None:
-        check_token("type", self.type)
-        if not self.type:
+    type: str
+    id: str | None
+    retry: int | None
+    encoded: bytes
+    size: int
+
+    def __init__(
+        self, type: str, data: Any, id: str | None = None, retry: int | None = None
+    ) -> None:
+        check_token("type", type)
+        if not type:
             raise InvalidEventError("event type must not be empty")
-        if self.id is not None:
-            check_token("id", self.id)
-        if self.retry is not None and (
-            isinstance(self.retry, bool) or not isinstance(self.retry, int) or self.retry < 0
+        if id is not None:
+            check_token("id", id)
+        if retry is not None and (
+            isinstance(retry, bool) or not isinstance(retry, int) or retry < 0
         ):
-            raise InvalidEventError(f"retry must be a non-negative int (ms), not {self.retry!r}")
+            raise InvalidEventError(f"retry must be a non-negative int (ms), not {retry!r}")
         try:
-            encoded = _encode_fields(self.type, data_text(self.data), self.id, self.retry)
+            encoded = _encode_fields(type, data_text(data), id, retry)
         except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
             raise InvalidEventError(f"event cannot be encoded as UTF-8: {exc}") from exc
-        object.__setattr__(self, "encoded", encoded)
-        object.__setattr__(self, "size", len(encoded))
+        setter = object.__setattr__
+        setter(self, "type", type)
+        setter(self, "id", id)
+        setter(self, "retry", retry)
+        setter(self, "encoded", encoded)
+        setter(self, "size", len(encoded))
+
+    @property
+    def data(self) -> str:
+        """The data as text: a str data as given (line breaks as ``\\n``), a value as JSON.
+
+        Read back from :attr:`encoded` (the ``data:`` lines joined by ``\\n``), as a client
+        receives it; :meth:`json` decodes it.
+        """
+        encoded = self.encoded
+        body = encoded[encoded.find(b"\ndata") + 1 : -2]  # the data lines; the head has none
+        if b"\n" not in body:
+            return body[6:].decode()  # "data: text" or "data"
+        return "\n".join(line[6:] for line in body.decode().split("\n"))
+
+    def json(self) -> Any:
+        """The data parsed as JSON (the value the event was built from, if it was not a str)."""
+        return json.loads(self.data)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SSEEvent):
+            return NotImplemented
+        return self.encoded == other.encoded  # the bytes hold every field
+
+    def __hash__(self) -> int:
+        return hash(self.encoded)
+
+    def __repr__(self) -> str:
+        return (
+            f"SSEEvent(type={self.type!r}, data={self.data!r}, id={self.id!r}, "
+            f"retry={self.retry!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SSEEvent, (self.type, self.data, self.id, self.retry))
 
 
 @dataclass(frozen=True, slots=True)

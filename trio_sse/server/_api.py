@@ -53,6 +53,11 @@ _STATIC_TYPES = {
 _OK = json_body({"status": "ok"})
 
 WriteStats = Callable[[], dict[str, int]]
+SocketStats = Callable[[], dict[str, int]]
+SOCKET_FIELDS = (
+    *("open", "waiting", "limit", "reserved"),
+    *("refused", "evicted", "shed", "timedOut", "acceptErrors"),
+)
 
 
 class HTTPAPI:
@@ -63,6 +68,7 @@ class HTTPAPI:
         settings: Limits, CORS and auth of the HTTP layer.
         authorizer: Checks tokens; by default one with the settings' keys.
         write_stats: The lean server's stream-write counters, for ``/stats`` and ``/metrics``.
+        socket_stats: The lean server's accepted sockets, for ``/stats`` and ``/metrics``.
     """
 
     def __init__(
@@ -72,12 +78,14 @@ class HTTPAPI:
         authorizer: Authorizer | None = None,
         *,
         write_stats: WriteStats | None = None,
+        socket_stats: SocketStats | None = None,
     ) -> None:
         self.broadcaster = broadcaster
         self.settings = settings
         self.authorizer = authorizer or Authorizer(settings.jwt_key, settings.jwt_public_key)
         self.streams = StreamEndpoint(broadcaster, self.settings, self.authorizer)
         self._write_stats = write_stats or _no_writes
+        self._socket_stats = socket_stats or _no_sockets
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the tasks every stream shares (heartbeats) until cancelled."""
@@ -203,9 +211,12 @@ class HTTPAPI:
     # -- operations -------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
+        sockets = self._socket_stats()
         stats = {
             **self.broadcaster.get_stats(),
             "activeConnections": self.streams.active.value,
+            "openConnections": sockets["open"],
+            "sockets": sockets,
             "streamWrites": self._write_stats(),
         }
         return Response(200, json_body(stats))
@@ -214,7 +225,9 @@ class HTTPAPI:
         from .._metrics import prometheus_text  # prometheus-client is loaded when scraped
 
         stats = self.broadcaster.statistics()
-        text = prometheus_text(stats, self.streams.active.value, self._write_stats())
+        text = prometheus_text(
+            stats, self.streams.active.value, self._write_stats(), self._socket_stats()
+        )
         return Response(200, text, "text/plain; version=0.0.4; charset=utf-8")
 
     async def healthz(self, request: Request) -> Response:
@@ -239,6 +252,11 @@ class HTTPAPI:
 
 def _no_writes() -> dict[str, int]:
     return {"eventsHandedOver": 0, "coalescedWrites": 0, "pendingBytes": 0}
+
+
+def _no_sockets() -> dict[str, int]:
+    """Behind ASGI the server in front (Hypercorn...) owns the sockets: nothing counted here."""
+    return dict.fromkeys(SOCKET_FIELDS, 0)
 
 
 def _parse_json(body: bytes) -> Any:
@@ -305,10 +323,25 @@ def _ready(receive_nowait: Callable[[], SSEEvent]) -> list[SSEEvent]:
     return events
 
 
+# The demo page and its files: scripts and styles from this origin only (no inline code), and
+# network requests (fetch, EventSource) to this origin only, so a crafted link cannot point the
+# page at another site; never framed (clickjacking); no Referer leaves it.
+DEMO_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
+
+
 def _static(name: str) -> Response:
     static = resources.files("trio_sse") / "static"
     target = static / name
     if "/" in name or name.startswith(".") or not target.is_file():
         raise HTTPError(404, f"no static file {name!r}")
     content_type = _STATIC_TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
-    return Response(200, target.read_bytes(), content_type)
+    return Response(200, target.read_bytes(), content_type, list(DEMO_HEADERS))

@@ -7,6 +7,11 @@ A whole answer is written with its length and the connection stays open for the 
 an event stream is written straight to the socket by the stream endpoint, chunk-framed, and the
 connection closes when it ends, whichever request it followed. A long poll is cancelled if its
 client leaves (the hang-up watcher, without reading pipelined bytes).
+
+A body must also keep arriving at ``min_body_rate`` once ``body_rate_grace`` has passed. Until
+its request is complete (head and body), a connection stays in the server's ``waiting`` list,
+from which the server closes the oldest when sockets run short (:meth:`Connection.evict`); past
+the general share of sockets only :data:`RESERVED_ENDPOINTS` are served, others get 503.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._errors import HTTPError
+from ._errors import HTTPError, unavailable
 from ._http import ChunkedReader, RequestHead, bad_request, head_end, parse_head, response_head
 from ._routes import Request, Response, Route, allowed_methods, match
 from ._transport import SocketTransport
@@ -32,6 +37,10 @@ READ_SIZE = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
+RESERVED_ENDPOINTS = frozenset(
+    {"publish", "publish_batch", "delete", "healthz", "readyz", "stats", "metrics"}
+)
+"""The endpoints still served when only the reserved share of sockets is left."""
 
 
 class Connection:
@@ -43,10 +52,12 @@ class Connection:
         "_buffer",
         "_fd",
         "_idle",
+        "_open",
         "_server",
         "_settings",
         "_stream",
         "_timer",
+        "_waiting",
         "_yielded",
     )
 
@@ -55,6 +66,8 @@ class Connection:
         self._api = server.api
         self._settings = server.settings
         self._stream = stream
+        self._open = server.connections
+        self._waiting = server.waiting
         self._fd = stream.socket.fileno()
         self._buffer = bytearray()
         self._timer = trio.CancelScope()  # a deadline only while idle between requests
@@ -66,6 +79,14 @@ class Connection:
         """Close at once if waiting for a request; else after the one being served."""
         if self._idle:
             self._timer.cancel()
+
+    def evict(self) -> None:
+        """Close now: the server needs the socket (package-internal, ``_serve.py``).
+
+        Only for a connection in the server's ``waiting`` list: no request of it is being
+        served, so it ends without an answer, as at its idle deadline.
+        """
+        self._timer.cancel()
 
     async def run(self) -> None:
         """Serve requests until the client leaves, an answer closes the connection, the
@@ -94,12 +115,16 @@ class Connection:
         deadline: float | None = trio.current_time() + self._settings.head_timeout
         keep_alive: bool | Request = True
         while keep_alive is True and not self._server.closing:
+            if self not in self._open:  # evicted (before it could start, or while answering)
+                return None
+            self._waiting[self] = None  # until the request is complete (kept in place if there)
             try:
                 head = await self._read_head(deadline)
                 if head is None:
                     return None
                 keep_alive = await self._serve(parse_head(head))
             except HTTPError as error:  # a request we could not read: answer, then close
+                self._count(error)
                 await self._send(Response.of(error))
                 await self._linger()
                 return None
@@ -210,6 +235,7 @@ class Connection:
         request = Request(head.method, head.path, head.query, head.headers)
         if head.method == "OPTIONS" and (allow := allowed_methods(head.path)) is not None:
             await self._discard_body(head)
+            self._waiting.pop(self, None)
             return await self._send(self._api.options(request, allow), head)
         try:
             route, request.params = match(head.method, head.path)
@@ -220,14 +246,22 @@ class Connection:
             if error.close:
                 await self._linger()
             return keep_alive
+        if (
+            len(self._open) > self._server.general_limit
+            and route.endpoint not in RESERVED_ENDPOINTS
+        ):
+            return await self._shed(request, head)
         if route.stream:
+            self._waiting.pop(self, None)
             return request
         try:
             request.body = await self._read_body(head)
         except HTTPError as error:  # the rest of the body cannot be trusted: answer, then close
+            self._count(error)
             await self._send(self._api.refuse(request, error), head, close=True)
             await self._linger()
             return False
+        self._waiting.pop(self, None)  # a complete request: no longer the first to close
         if route.long:
             response = await self._respond_unless_gone(route, request)
             if response is None:
@@ -235,6 +269,20 @@ class Connection:
         else:
             response = await self._api.respond(route, request)
         return await self._send(response, head)
+
+    async def _shed(self, request: Request, head: RequestHead) -> bool:
+        """Refuse a request that may not use the reserved share of sockets: 503, close."""
+        self._server.shed += 1
+        limit = self._server.max_sockets
+        error = unavailable(f"max_sockets={limit} nearly reached: publishes and health checks only")
+        await self._send(self._api.refuse(request, error), head, close=True)
+        if head.chunked or head.content_length:
+            await self._linger()
+        return False
+
+    def _count(self, error: HTTPError) -> None:
+        if error.status == 408:
+            self._server.timed_out += 1
 
     async def _respond_unless_gone(self, route: Route, request: Request) -> Response | None:
         hangups = self._server.hangups
@@ -248,7 +296,7 @@ class Connection:
         return None  # the client left: nobody to answer
 
     async def _read_body(self, head: RequestHead) -> bytes:
-        """The whole body, within ``max_body_bytes`` and ``body_timeout``.
+        """The whole body, within ``max_body_bytes``, ``body_timeout`` and ``min_body_rate``.
 
         Raises:
             HTTPError: 413 (too large), 408 (too slow), 400 (malformed chunks or EOF).
@@ -261,7 +309,12 @@ class Connection:
             raise HTTPError(413, f"the body is over max_body_bytes={limit}", close=True)
         if head.headers.get("expect", "").lower() == "100-continue" and not self._buffer:
             await self._write(CONTINUE)
-        deadline = trio.current_time() + self._settings.body_timeout
+        settings = self._settings
+        now = trio.current_time()
+        deadline = now + settings.body_timeout
+        rate = settings.min_body_rate
+        grace_end = now + settings.body_rate_grace
+        received = len(self._buffer)
         chunks = ChunkedReader(limit) if length is None else None
         while True:
             if chunks is not None:
@@ -272,11 +325,17 @@ class Connection:
                 body = bytes(self._buffer[:length])
                 del self._buffer[:length]
                 return body
-            data = await self._read_by(deadline)
+            # Waited for only when the body is not all in hand: by `received` bytes, a body
+            # keeping to min_body_rate may take until grace_end + received / rate.
+            due = deadline if rate is None else min(deadline, grace_end + received / rate)
+            data = await self._read_by(due)
             if data is None:
+                if due < deadline:
+                    raise bad_request(f"the body arrived slower than min_body_rate={rate}", 408)
                 raise bad_request("the body did not arrive in time", 408)
             if not data:
                 raise bad_request("the connection ended inside the body")
+            received += len(data)
             self._buffer += data
 
     async def _linger(self) -> None:

@@ -66,7 +66,9 @@ function log(kind, type, id, text) {
 // An SSEClient (trio-sse.js) owns the handlers: one per event type, each registered once, so a
 // reconnect never delivers an event twice. Unsubscribing calls every handler's unsubscribe,
 // then destroy(). Client options can be set in the page's query string for experiments and
-// tests: ?options={"stallTimeout":5000,"streamRetryInterval":2000}
+// tests: ?options={"stallTimeout":5000,"streamRetryInterval":2000}. Only timing and retry
+// options are taken: a link must not point the page at another URL (url, pollUrl), send
+// credentials elsewhere (withCredentials) or plant a token.
 
 let client = null;
 let session = null;
@@ -76,12 +78,25 @@ const types = new Set(["message", "reset", "gap"]);
 const counts = new Map();
 const states = [];
 
+const QUERY_OPTIONS = new Set([
+  "backoff", "maxRetries", "pollingFallback", "streamFailuresBeforePolling", "pollInterval",
+  "pollWait", "stallTimeout", "streamRetryInterval",
+]);
+
 function clientOptions() {
+  let given;
   try {
-    return JSON.parse(new URLSearchParams(location.search).get("options") ?? "{}");
+    given = JSON.parse(new URLSearchParams(location.search).get("options") ?? "{}");
   } catch {
     return {};
   }
+  if (typeof given !== "object" || given === null || Array.isArray(given)) return {};
+  const options = {};
+  for (const [name, value] of Object.entries(given)) {
+    if (QUERY_OPTIONS.has(name)) options[name] = value;
+    else console.warn(`trio-sse demo: ignoring the option ${JSON.stringify(name)} from the URL`);
+  }
+  return options;
 }
 
 function handlerFor(type) {
@@ -134,7 +149,7 @@ function subscribe(id, token) {
   unsubscribe();
   session = id;
   setCookie(id, token);
-  client = new SSEClient({ url: streamPath(id), ...clientOptions() });
+  client = new SSEClient({ ...clientOptions(), url: streamPath(id) });
   unsubscribes = [client.onConnectionChange(onState)];
   for (const type of types) unsubscribes.push(client.on(type, handlerFor(type)));
   setState("connecting");
