@@ -24,9 +24,9 @@ Figures (see ``benchmarks/README.md``):
 4. ``deliveries/s (handed to idle writers)``: the HTTP server's path. Each trio-sse subscriber's
    task waits in ``receive_batch()`` with a subscriber output (``subscribe(output=...)``) that
    takes the event's bytes (as a socket transport does before its write), so no task wakes per
-   delivery; N events are published back to back. The other two columns are the floor of that loop: the publisher
-   appends the encoded bytes to a list per subscriber, with one checkpoint (``asyncio.sleep(0)``)
-   per publish. deliveries = N * subscribers.
+   delivery; N events are published back to back. The other two columns are the floor of that
+   loop: the publisher appends the encoded bytes to a list per subscriber, with one checkpoint
+   (``asyncio.sleep(0)``) per publish. deliveries = N * subscribers.
 """
 
 from __future__ import annotations
