@@ -9,6 +9,8 @@ import pytest
 
 from trio_sse import BroadcasterConfig
 
+from .chromium import browser, page  # noqa: F401 - fixtures for the browser test modules
+
 
 class FakeRSS:
     """A settable stand-in for the process RSS probe, in MiB."""

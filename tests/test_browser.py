@@ -14,7 +14,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,28 +22,13 @@ import trio
 
 from trio_sse import RunningServer, ServerSettings, make_token, serve
 
-try:
-    from playwright.sync_api import Browser, Page, sync_playwright
-except ImportError as error:  # pragma: no cover - reported by the browser fixture
-    PLAYWRIGHT_MISSING: ImportError | None = error
-else:
-    PLAYWRIGHT_MISSING = None
+from .chromium import PLAYWRIGHT_MISSING
+
+if PLAYWRIGHT_MISSING is None:
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.real_time
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
-"""Longest wait for anything in the page."""
 FAST = {
     "backoff": {"initial": 100, "maximum": 1000, "jitter": 0.2},
     "pollWait": 1000,
@@ -117,38 +101,6 @@ def server() -> Iterator[ServerThread]:
     running = ServerThread(free_port())
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if PLAYWRIGHT_MISSING is not None:
-        pytest.fail(
-            f"the Python package playwright is missing ({PLAYWRIGHT_MISSING}): "
-            "run tools/test, which installs it"
-        )
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run tools/test, which installs Debian's chromium "
-            "(or, as root: apt-get install -y chromium)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def open_demo(page: Page, server: ServerThread, **options: Any) -> None:

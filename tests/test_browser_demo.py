@@ -18,9 +18,7 @@ from .test_browser import (
     FAST,
     Page,
     ServerThread,
-    browser,  # noqa: F401 - a fixture
     free_port,
-    page,  # noqa: F401 - a fixture
     publish,
     server,  # noqa: F401 - a fixture
     wait_for_logged,
@@ -66,7 +64,7 @@ async def test_the_page_has_no_inline_script_or_style() -> None:
     assert " on" + "click=" not in html and "javascript:" not in html
 
 
-def test_the_page_works_under_its_policy(page: Page, server: ServerThread) -> None:  # noqa: F811
+def test_the_page_works_under_its_policy(page: Page, server: ServerThread) -> None:  # noqa: F811 - server
     violations: list[str] = []
     page.on(
         "console",
@@ -87,7 +85,7 @@ def test_the_page_works_under_its_policy(page: Page, server: ServerThread) -> No
 
 
 def test_options_in_the_link_cannot_point_the_page_at_another_origin(
-    page: Page,  # noqa: F811
+    page: Page,
     server: ServerThread,  # noqa: F811
 ) -> None:
     elsewhere = ServerThread(free_port())  # another port: another origin
@@ -116,7 +114,7 @@ def test_options_in_the_link_cannot_point_the_page_at_another_origin(
 
 
 def test_the_policy_blocks_requests_to_another_origin(
-    page: Page,  # noqa: F811
+    page: Page,
     server: ServerThread,  # noqa: F811
 ) -> None:
     """Defence in depth: even a script of the page cannot reach another origin."""

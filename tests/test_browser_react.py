@@ -22,18 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from .test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PLAYWRIGHT_MISSING,
-    TIMEOUT_MS,
-    ServerThread,
-    free_port,
-    publish,
-)
+from .chromium import PLAYWRIGHT_MISSING
+from .test_browser import ServerThread, free_port, publish
 
 if PLAYWRIGHT_MISSING is None:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.real_time
 
@@ -66,37 +59,11 @@ def page_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread.join(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if PLAYWRIGHT_MISSING is not None:
-        pytest.fail(f"the Python package playwright is missing ({PLAYWRIGHT_MISSING})")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run tools/test, which installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def server(page_origin: str) -> Iterator[ServerThread]:
     running = ServerThread(free_port(), cors_origins=(page_origin,))
     yield running
     running.stop()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def open_page(page: Page, origin: str, server: ServerThread, session: str) -> None:
