@@ -24,6 +24,8 @@ from ._errors import HTTPError
 
 SESSION_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 SESSION_ID_RULE = "session id must match [A-Za-z0-9._~-]{1,128} and not be '.' or '..'"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""C0 controls and DEL: never in an event id, so never in a cursor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,8 @@ def check_cursor(cursor: str | None, settings: ServerSettings) -> str | None:
         raise HTTPError(
             400, f"last event id is longer than {settings.max_last_event_id_chars} characters"
         )
+    if _CONTROL.search(cursor):  # from the query: no event id holds one (issue 10)
+        raise HTTPError(400, "last event id has a control character")
     return cursor
 
 
