@@ -45,6 +45,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._exceptions import AuthError as AuthError
+from ._exceptions import BackendUnavailableError as BackendUnavailableError
 from ._exceptions import BatchError as BatchError
 from ._exceptions import CapacityError as CapacityError
 from ._exceptions import ConfigError as ConfigError
@@ -136,6 +137,7 @@ __all__ = [
     "ANY_EVENT",
     "AuthError",
     "Authorizer",
+    "BackendUnavailableError",
     "BatchError",
     "Broadcaster",
     "BroadcasterConfig",
