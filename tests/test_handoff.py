@@ -75,6 +75,8 @@ async def scenario(
     settle: float = 1,
 ) -> None:
     published: dict[str, list[SSEEvent]] = {session: [] for session in SESSIONS}
+    started = dict.fromkeys(SESSIONS, 0)  # publishes begun: a shared backend may apply one
+    # before its caller resumes, so a live subscriber may start after any of them
     readers: list[Reader] = []
     broadcasters: list[Broadcaster] = []
 
@@ -83,7 +85,7 @@ async def scenario(
             reader.published_before = len(published[reader.session])
             async with b.subscribe(reader.session, last_event_id=reader.cursor) as sub:
                 if b._shared is not None:
-                    reader.published_after = len(published[reader.session])
+                    reader.published_after = started[reader.session]
                 async for event in sub:
                     reader.got.append(event)
 
@@ -97,6 +99,7 @@ async def scenario(
             if op[0] == "publish":
                 session = str(op[1])
                 publisher = broadcasters[n % len(broadcasters)]
+                started[session] += 1
                 published[session].append(
                     await publisher.publish(session, "t", len(published[session]))
                 )

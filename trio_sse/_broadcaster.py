@@ -371,7 +371,7 @@ class Broadcaster:
         self._sessions.admit(session, now, write=False)
         history = session.history
         waiting: tuple[str, int] | None = None
-        if not session.subscribers or (history.epoch == "" and history.last_seq == 0):
+        if not session.subscribers:  # not watched: the cache starts at the snapshot
             history.adopt(snapshot.epoch, snapshot.head)
         elif history.epoch == snapshot.epoch and history.last_seq >= snapshot.head:
             ahead = history.replay(history.id_for(snapshot.head), now)  # the cache is ahead

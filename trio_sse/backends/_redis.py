@@ -372,7 +372,7 @@ class RedisBackend(SharedBackend):
     async def _fetcher(self, deliver: Deliver) -> None:
         backoff = 0.05
         while True:
-            if not self._dirty:
+            while not self._dirty:  # (an unwatch may empty it again before we run)
                 self._wake = trio.Event()
                 await self._wake.wait()
             session_id = next(iter(self._dirty))
