@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import coredis
@@ -29,12 +30,17 @@ from trio_sse import (
     BroadcasterConfig,
     CapacityError,
     CloseReason,
+    ConfigError,
+    ServerSettings,
     SSEEvent,
     Subscription,
     open_broadcaster,
 )
+from trio_sse._cli import main
 from trio_sse.backends import RedisBackend
 from trio_sse.testing import check_backend
+
+from .server_helpers import PUBLISH_ANY, bearer, running_server, wait_until
 
 pytestmark = pytest.mark.real_time
 
@@ -275,3 +281,44 @@ async def test_redis_restarted_empty_gives_every_subscriber_one_reset_then_live_
             assert {event.id.rpartition("-")[0] for event in new if event.id} != {
                 old[0].id.rpartition("-")[0] if old[0].id else ""
             }
+
+
+def test_serve_with_a_bad_backend_url_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--no-auth", "--backend", "http://127.0.0.1:6379"]) == 2
+    assert "bad Redis URL" in capsys.readouterr().err
+    assert main(["serve", "--no-auth", "--backend", "redis://127.0.0.1:notaport"]) == 2
+
+
+def test_the_backend_is_read_from_toml_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "trio-sse.toml"
+    path.write_text('[server]\nbackend = "redis://127.0.0.1:6379/0"\n')
+    assert ServerSettings.from_toml(path, table="server").backend == "redis://127.0.0.1:6379/0"
+    monkeypatch.setenv("TRIO_SSE_BACKEND", "redis://127.0.0.1:6380/1")
+    assert ServerSettings.from_env().backend == "redis://127.0.0.1:6380/1"
+    monkeypatch.setenv("TRIO_SSE_BACKEND", "mysql://x")
+    with pytest.raises(ConfigError):
+        ServerSettings.from_env()
+
+
+async def test_an_unreachable_redis_at_start_is_retried_while_readyz_answers_503() -> None:
+    with private_redis() as redis:
+        redis.stop()
+        async with running_server(backend=redis.url, backend_timeout=0.5, deadline=20) as h:
+            answer = await h.client.get("/readyz")
+            assert answer.status_code == 503
+            assert answer.json() == {"status": "backend unavailable"}
+            publish = await h.client.post(
+                "/sessions/s/events", json={"data": 1}, headers=bearer(PUBLISH_ANY)
+            )
+            assert publish.status_code == 503
+            assert "retry-after" in publish.headers
+            redis.start()
+            await wait_until(lambda: h.running.broadcaster.backend_ready, within=5)
+            assert (await h.client.get("/readyz")).status_code == 200
+            assert h.stats()["backend"]["kind"] == "redis"
+            publish = await h.client.post(
+                "/sessions/s/events", json={"data": 1}, headers=bearer(PUBLISH_ANY)
+            )
+            assert publish.status_code in (200, 201, 202), publish.text

@@ -536,6 +536,11 @@ class Broadcaster:
         return self._memory_level
 
     @property
+    def backend_ready(self) -> bool:
+        """Whether the backend answers (always, for a local one): ``/readyz``."""
+        return self._shared is None or self._shared.ready
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

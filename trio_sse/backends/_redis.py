@@ -26,14 +26,13 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import coredis
 import coredis.exceptions
 import trio
 from coredis.retry import NoRetryPolicy
 
-from .._config import BroadcasterConfig
+from .._config import BroadcasterConfig, check_redis_url
 from .._exceptions import BackendUnavailableError, ConfigError
 from .._protocol import SSEEvent
 from . import _redis_scripts as scripts
@@ -44,28 +43,6 @@ logger = logging.getLogger("trio_sse.redis")
 _T = TypeVar("_T")
 _ERRORS = (coredis.exceptions.RedisError, TimeoutError, OSError, trio.TooSlowError)
 """What a Redis call raises when Redis is down, frozen or unreachable."""
-
-
-def check_redis_url(url: str) -> str:
-    """Return ``url`` if it is a usable ``redis://``, ``rediss://`` or ``unix://`` URL.
-
-    Raises:
-        ConfigError: it is not.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"bad Redis URL {url!r}: {exc}") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"bad Redis URL {url!r}: the scheme must be redis, rediss or unix")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(f"bad Redis URL {url!r}: no host")
-    db = parts.path.strip("/")
-    if parts.scheme != "unix" and db and not db.isdigit():
-        raise ConfigError(f"bad Redis URL {url!r}: the database must be a number")
-    del port
-    return url
 
 
 @dataclass(slots=True)
@@ -114,7 +91,8 @@ class RedisBackend(SharedBackend):
         shards: Notification streams (a session always notifies the same one).
         notify_maxlen: Approximate length each notification stream is trimmed to.
         read_batch: Most entries one read returns (notifications, or one session's events).
-        block_ms: How long one ``XREAD`` blocks; below ``timeout``.
+        block_ms: How long one ``XREAD`` blocks; below ``timeout`` (by default 250 ms, or half
+            of ``timeout`` if that is less).
 
     Raises:
         ConfigError: a bad URL or bound.
@@ -130,9 +108,11 @@ class RedisBackend(SharedBackend):
         shards: int = 4,
         notify_maxlen: int = 10_000,
         read_batch: int = 500,
-        block_ms: int = 250,
+        block_ms: int | None = None,
     ) -> None:
         self.url = check_redis_url(url)
+        if block_ms is None:
+            block_ms = max(1, min(250, int(timeout * 500)))
         if not (shards >= 1 and read_batch >= 1 and block_ms >= 1 and timeout > 0):
             raise ConfigError("shards, read_batch, block_ms and timeout must be positive")
         if block_ms / 1000 >= timeout:
@@ -330,6 +310,7 @@ class RedisBackend(SharedBackend):
             try:
                 if "$" in cursors.values():  # first read, or after an outage: pin the cursors
                     await self._pin_cursors(reader, cursors)
+                    self.stats.ready = True
                 reply = await reader.xread(cursors, count=self.read_batch, block=self.block_ms)
             except _ERRORS:
                 await trio.lowlevel.checkpoint_if_cancelled()
