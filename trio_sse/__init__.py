@@ -26,7 +26,7 @@ still points where it points). Names are relative to ``trio_sse``; ``pkg.*`` is 
 - leaves: frozen config and settings, statistics snapshots, the memory probe.
 - history: bounded per-session replay; bounded per-subscriber channels.
 - sessions: the registry of histories and subscribers, bounded by ``max_sessions``.
-- backends: the transport between ``publish`` and delivery, and the in-memory default.
+- backends: the transport between ``publish`` and delivery: in memory, or shared (Redis).
 - broadcaster: fan-out and supervised cleanup (``open_broadcaster``), using a backend.
 - auth: bearer tokens; Prometheus text.
 - http: ``trio_sse.server``, one HTTP layer: routes, endpoints, transports, ``serve``.
