@@ -210,6 +210,9 @@ async def test_while_redis_is_down_publish_fails_fast_and_streams_stay_open() ->
             assert trio.current_time() - started < 1.1
             assert not backend.ready
             assert sub.close_reason is None  # the stream stays open
+            with pytest.raises(BackendUnavailableError):
+                async with b.subscribe("s", last_event_id=before.id):
+                    pass  # a replay needs Redis: refused, never hung
             redis.start()  # empty: a new epoch
             after = await _publish_when_back(b, "after")
             reset = await sub.receive()

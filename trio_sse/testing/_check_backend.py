@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .._broadcaster import open_broadcaster
+from .._broadcaster import Broadcaster, open_broadcaster
 from .._config import BroadcasterConfig
 from .._history import parse_event_id
 from .._protocol import SSEEvent
@@ -113,8 +113,7 @@ async def _check_one_order(make_backend: Callable[[], Backend]) -> None:
         ):
             published: list[SSEEvent] = []
 
-            async def publish(broadcaster: object, n: int) -> None:
-                assert broadcaster is a or broadcaster is b
+            async def publish(broadcaster: Broadcaster, n: int) -> None:
                 published.append(await broadcaster.publish(session, "t", n))
 
             async with trio.open_nursery() as nursery:
