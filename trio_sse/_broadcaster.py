@@ -6,7 +6,9 @@ check; nothing it starts outlives the ``async with`` block. ``publish`` builds e
 session's history beside its expiry deadline and offers it to every subscriber with
 ``send_nowait``: a publisher never waits for a subscriber. ``subscribe`` registers the
 subscriber and takes its replay in one synchronous step, so no event can fall between the replay
-and the live queue, and none can be in both.
+and the live queue, and none can be in both. With a shared backend (Redis) ``publish`` gets
+its id from the backend, and ``subscribe`` first awaits the backend's replay, then hands over to
+live events in one synchronous step (``docs/architecture.md`` section 10.3).
 """
 
 from __future__ import annotations
