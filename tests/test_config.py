@@ -250,6 +250,7 @@ def test_every_setting_reads_its_environment_variable(cls: type[Settings], spec:
     bounded_by_others = {
         "max_event_bytes": ("1_000", 1000),
         "memory_critical_threshold_mb": ("2e3", 2e3),
+        "backend": ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
     }
     raw, value = bounded_by_others.get(spec.name) or _sample_text(spec)
     loaded = cls.from_env({f"TRIO_SSE_{spec.name.upper()}": raw})

@@ -322,12 +322,14 @@ RAISED_OUTSIDE_THE_TREE: dict[str | tuple[str, str], str] = {
     "_Disconnected": "the ASGI adapter's signal that the client left; caught in that module",
     "AssertionError": "a broken invariant, or a backend failing the conformance check",
     ("trio_sse", "AttributeError"): "PEP 562: the package has no such public name",
+    ("trio_sse.backends", "AttributeError"): "PEP 562: the package has no such public name",
     ("trio_sse._config", "ValueError"): "parse_text's own signal, turned into ConfigError",
     ("trio_sse._config", "TypeError"): "a settings class declared wrongly (a programming error)",
     ("trio_sse._settings_doc", "ValueError"): "the docs lack a table marker (a developer tool)",
     ("trio_sse._protocol._event", "FrozenInstanceError"): "SSEEvent is immutable (as dataclasses)",
     ("trio_sse._history", "ValueError"): "an out-of-order delivery; Broadcaster logs and drops it",
     ("trio_sse.backends._memory", "RuntimeError"): "a programming error: one backend run twice",
+    ("trio_sse.backends._redis", "RuntimeError"): "a programming error: one backend run twice",
     ("trio_sse._quart", "RuntimeError"): "a programming error: the API used before serving",
 }
 

@@ -26,7 +26,7 @@ still points where it points). Names are relative to ``trio_sse``; ``pkg.*`` is 
 - leaves: frozen config and settings, statistics snapshots, the memory probe.
 - history: bounded per-session replay; bounded per-subscriber channels.
 - sessions: the registry of histories and subscribers, bounded by ``max_sessions``.
-- backends: the transport between ``publish`` and delivery, and the in-memory default.
+- backends: the transport between ``publish`` and delivery: in memory, or shared (Redis).
 - broadcaster: fan-out and supervised cleanup (``open_broadcaster``), using a backend.
 - auth: bearer tokens; Prometheus text.
 - http: ``trio_sse.server``, one HTTP layer: routes, endpoints, transports, ``serve``.
@@ -45,6 +45,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._exceptions import AuthError as AuthError
+from ._exceptions import BackendUnavailableError as BackendUnavailableError
 from ._exceptions import BatchError as BatchError
 from ._exceptions import CapacityError as CapacityError
 from ._exceptions import ConfigError as ConfigError
@@ -136,6 +137,7 @@ __all__ = [
     "ANY_EVENT",
     "AuthError",
     "Authorizer",
+    "BackendUnavailableError",
     "BatchError",
     "Broadcaster",
     "BroadcasterConfig",

@@ -6,15 +6,18 @@ check; nothing it starts outlives the ``async with`` block. ``publish`` builds e
 session's history beside its expiry deadline and offers it to every subscriber with
 ``send_nowait``: a publisher never waits for a subscriber. ``subscribe`` registers the
 subscriber and takes its replay in one synchronous step, so no event can fall between the replay
-and the live queue, and none can be in both.
+and the live queue, and none can be in both. With a shared backend (Redis) ``publish`` gets
+its id from the backend, and ``subscribe`` first awaits the backend's replay, then hands over to
+live events in one synchronous step (``docs/architecture.md`` section 10.3).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -29,7 +32,7 @@ from ._exceptions import (
     SubscriberLimitError,
     TrioSSEError,
 )
-from ._history import RESET_EVENT_TYPE, check_ttl, expiry, parse_event_id
+from ._history import RESET_EVENT_TYPE, check_ttl, expiry, parse_event_id, reset_notice
 from ._memory import (
     MemoryLevel,
     MiB,
@@ -41,12 +44,14 @@ from ._protocol import SSEEvent
 from ._sessions import Session, SessionRegistry
 from ._stats import BroadcasterStatistics, CleanupReport, Counters, MetricsSnapshot
 from ._subscription import GAP_EVENT_TYPE, CloseReason, SubscriberOutput, Subscription
-from .backends import Backend, InMemoryBackend
+from .backends import Backend, InMemoryBackend, SharedBackend, Snapshot
 
 logger = logging.getLogger("trio_sse")
 
 RESERVED_EVENT_TYPES: Final = frozenset({RESET_EVENT_TYPE, GAP_EVENT_TYPE})
 SLOW_CLEANUP_SECONDS: Final = 1.0
+ID_FIELD_MAX_BYTES: Final = len("id: \n") + 8 + 1 + 19
+"""Most bytes an ``id: <epoch>-<seq>`` line adds to an event a shared backend numbers."""
 
 
 class Broadcaster:
@@ -61,6 +66,8 @@ class Broadcaster:
     ) -> None:
         self.config = config
         self._backend = backend
+        self._shared = backend if isinstance(backend, SharedBackend) else None
+        self._epoch_changes = 0  # sessions whose shared backend lost their data (new epoch)
         self._rss_probe = rss_probe
         self._perf_counter = perf_counter
         self._counters = Counters()
@@ -139,6 +146,9 @@ class Broadcaster:
             sessions[session_id] = (session, ahead + 1)
         events = []
         for session, event, ttl in planned:
+            if self._shared is not None:
+                events.append(await self._commit(session, event, ttl))
+                continue
             session = self._sessions.get(session.id) or session
             history = session.history
             if event.id != history.next_id():  # another publish came between (async backend)
@@ -155,16 +165,27 @@ class Broadcaster:
         ttl = self.config.event_ttl if ttl is None else ttl
         check_ttl(ttl)
         history = session.history
-        event = SSEEvent(type, data, id=history.id_for(history.reserved + 1 + ahead))
-        if event.size > self.config.max_event_bytes:
+        if self._shared is None:
+            event = SSEEvent(type, data, id=history.id_for(history.reserved + 1 + ahead))
+            size = event.size
+        else:  # the backend numbers it: count the longest id it can get
+            event = SSEEvent(type, data)
+            size = event.size + ID_FIELD_MAX_BYTES
+        if size > self.config.max_event_bytes:
             raise EventTooLargeError(
-                f"event is {event.size} bytes encoded; "
-                f"max_event_bytes={self.config.max_event_bytes}"
+                f"event is {size} bytes encoded; max_event_bytes={self.config.max_event_bytes}"
             )
         return session, event, ttl
 
     async def _commit(self, session: Session, event: SSEEvent, ttl: float | None) -> SSEEvent:
-        """Register the session if new, reserve the event's sequence, hand it to the backend."""
+        """Register the session if new, reserve the event's sequence, hand it to the backend.
+
+        A shared backend numbers the event and keeps the session: no local session is made
+        (the read loop delivers the event here only if the session has subscribers here).
+        """
+        if self._shared is not None:
+            self._counters.events_published += 1
+            return await self._shared.publish(session.id, event, ttl)
         now = trio.current_time()
         self._sessions.admit(session, now, write=True)
         self._sessions.touch(session, now)
@@ -181,22 +202,73 @@ class Broadcaster:
         if session is None or self._closed:
             logger.debug("event %s for gone session %r not delivered", event.id, session_id)
             return
-        if position is None or position[0] != session.history.epoch:
+        now = trio.current_time()
+        history = session.history
+        if self._shared is not None and position is not None:
+            if position[0] != history.epoch:
+                self._new_epoch(session, position[0], position[1], now)
+            history.reserved = max(history.reserved, position[1])
+        if position is None or position[0] != history.epoch:
             logger.error("event %s is not of session %r's epoch; dropped", event.id, session_id)
             return
-        now = trio.current_time()
         try:
-            session.history.append(event, position[1], expiry(now, ttl))
+            history.append(event, position[1], expiry(now, ttl))
         except ValueError:
             logger.exception("backend delivered event %s out of order; dropped", event.id)
             return
         if not session.subscribers:
             return
+        if session.waiting:
+            self._fan_out(session, event, now, self._live_for(session, position))
+        else:
+            self._fan_out(session, event, now, session.subscribers)
+
+    def _fan_out(
+        self, session: Session, event: SSEEvent, now: float, targets: Iterable[Subscription]
+    ) -> None:
         size = event.size
-        slow = [sub for sub in session.subscribers if not sub.offer(event, size, now)]
+        slow = [sub for sub in targets if not sub.offer(event, size, now)]
         for subscription in slow:
             self._counters.slow_consumer_disconnects += 1
             subscription.end(CloseReason.SLOW_CONSUMER)
+
+    @staticmethod
+    def _live_for(session: Session, position: tuple[str, int]) -> list[Subscription]:
+        """The subscribers event ``position`` goes to: not those whose replay already held
+        it; a waiting subscriber takes live events from the one after its replay's last."""
+        waiting = session.waiting
+        targets = []
+        for subscription in session.subscribers:
+            reached = waiting.get(subscription)
+            if reached is not None and reached[0] == position[0]:
+                if position[1] >= reached[1]:
+                    del waiting[subscription]
+                if position[1] <= reached[1]:
+                    continue
+            targets.append(subscription)
+        return targets
+
+    def _new_epoch(self, session: Session, epoch: str, seq: int, now: float) -> None:
+        """The shared backend lost the session's data: adopt ``epoch`` and tell every
+        subscriber, once, with a ``reset`` notice (a replay of that epoch already told the
+        subscribers waiting in it; a cache that never held an event has nothing to tell)."""
+        history = session.history
+        told = history.epoch != "" or history.last_seq != 0
+        old = history.id_for(history.last_seq)
+        history.adopt(epoch, seq - 1)
+        self._epoch_changes += 1
+        targets = []
+        for subscription in session.subscribers:
+            reached = session.waiting.get(subscription)
+            if reached is not None and reached[0] in (epoch, ""):
+                if reached[0] == "":
+                    del session.waiting[subscription]
+                continue
+            session.waiting.pop(subscription, None)
+            targets.append(subscription)
+        if told and targets:
+            notice = reset_notice("epoch-changed", old, [], f"{epoch}-{seq - 1}")
+            self._fan_out(session, notice, now, targets)
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -225,7 +297,10 @@ class Broadcaster:
             trio.ClosedResourceError: the broadcaster is closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        subscription = self._open_subscription(session_id, last_event_id, output)
+        if self._shared is not None:
+            subscription = await self._open_shared_subscription(session_id, last_event_id, output)
+        else:
+            subscription = self._open_subscription(session_id, last_event_id, output)
         try:
             yield subscription
         finally:
@@ -274,23 +349,86 @@ class Broadcaster:
         self._sessions.attach(session, subscription)
         return subscription
 
+    async def _open_shared_subscription(
+        self, session_id: str, last_event_id: str | None, output: SubscriberOutput | None
+    ) -> Subscription:
+        """Replay from the shared backend, then hand over to live events in one synchronous
+        step (``docs/architecture.md`` section 10)."""
+        assert self._shared is not None
+        self.check_subscribe(session_id)
+        cursor = None if last_event_id is None else parse_event_id(last_event_id) or ("", 0)
+        limit = self.config.max_history_per_session
+        snapshot = await self._shared.replay(session_id, cursor, limit)
+        events, reason = _shared_replay(snapshot, last_event_id, cursor)
+        if reason is not None and cursor is not None and cursor[0] == snapshot.epoch:
+            snapshot = await self._shared.replay(session_id, ("", 0), limit)  # all retained
+            events, _ = _shared_replay(snapshot, last_event_id, ("", 0))
+        if reason is not None:
+            before = snapshot.events[0][0] - 1 if snapshot.events else snapshot.head
+            start = f"{snapshot.epoch}-{before}"
+            events = [reset_notice(reason, str(last_event_id), events, start), *events]
+        # From here on nothing yields: the handoff to live events is one synchronous step.
+        session = self.check_subscribe(session_id)
+        now = trio.current_time()
+        self._sessions.admit(session, now, write=False)
+        history = session.history
+        waiting: tuple[str, int] | None = None
+        if not session.subscribers:  # not watched: the cache starts at the snapshot
+            history.adopt(snapshot.epoch, snapshot.head)
+        elif history.epoch == snapshot.epoch and history.last_seq >= snapshot.head:
+            ahead = history.replay(history.id_for(snapshot.head), now)  # the cache is ahead
+            events += ahead.events[1:] if ahead.reset_reason else ahead.events
+        else:  # the read loop has yet to deliver up to the snapshot's head
+            waiting = (snapshot.epoch, snapshot.head)
+
+        def on_close(subscription: Subscription) -> None:
+            session.waiting.pop(subscription, None)
+            self._sessions.detach(session, subscription, trio.current_time())
+            if not session.subscribers and self._shared is not None:
+                self._shared.unwatch(session.id)
+
+        last_id = events[-1].id if events else f"{snapshot.epoch}-{snapshot.head}"
+        resume = last_event_id if reason is None and last_event_id is not None else last_id
+        config, counters = self.config, self._counters
+        subscription = Subscription(
+            session_id, events, config, counters, on_close, now, resume, output
+        )
+        self._sessions.attach(session, subscription)
+        if waiting is not None:
+            session.waiting[subscription] = waiting
+        self._shared.watch(session_id, history.epoch, history.last_seq)
+        return subscription
+
     async def close_session(self, session_id: str) -> bool:
         """End ``session_id``: close its subscribers and forget its history.
+
+        With a shared backend the session ends on every broadcaster sharing it.
 
         Returns:
             Whether the session existed.
         """
         await trio.lowlevel.checkpoint()
+        existed = False
+        if self._shared is not None:
+            existed = await self._shared.close_session(session_id)
         session = self._sessions.get(session_id)
         if session is None:
-            return False
+            return existed
         self._remove_session(session, CloseReason.SESSION_CLOSED)
         return True
+
+    def _ended(self, session_id: str) -> None:
+        """A shared backend reports ``session_id`` closed by another broadcaster."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self._remove_session(session, CloseReason.SESSION_CLOSED)
 
     def _remove_session(self, session: Session, reason: CloseReason) -> None:
         for subscription in list(session.subscribers):
             subscription.end(reason)
         self._sessions.remove(session)
+        if self._shared is not None:
+            self._shared.unwatch(session.id)
 
     # -- cleanup and memory -------------------------------------------------------------
 
@@ -400,6 +538,11 @@ class Broadcaster:
         return self._memory_level
 
     @property
+    def backend_ready(self) -> bool:
+        """Whether the backend answers (always, for a local one): ``/readyz``."""
+        return self._shared is None or self._shared.ready
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -421,7 +564,10 @@ class Broadcaster:
 
     def get_stats(self) -> dict[str, Any]:
         """:meth:`statistics` as a JSON-ready dict with camelCase keys."""
-        return self.statistics().as_dict()
+        stats = self.statistics().as_dict()
+        if self._shared is not None:
+            stats["backend"] = {**self._shared.statistics(), "epochChanges": self._epoch_changes}
+        return stats
 
     def _check_open(self) -> None:
         if self._closed:
@@ -436,6 +582,26 @@ class Broadcaster:
         self._closed = True
         for session in self._sessions:
             self._remove_session(session, CloseReason.SHUTDOWN)
+
+
+def _shared_replay(
+    snapshot: Snapshot, last_event_id: str | None, cursor: tuple[str, int] | None
+) -> tuple[list[SSEEvent], str | None]:
+    """The events a shared snapshot replays after ``cursor``, and why it is not exact."""
+    events = [event for _seq, event, _ttl in snapshot.events]
+    if cursor is None:
+        return [], None
+    epoch, seq = cursor
+    if epoch == "" or parse_event_id(str(last_event_id)) is None:
+        return events, "unknown-id"
+    if epoch != snapshot.epoch:
+        return events, "epoch-changed"
+    if seq > snapshot.head:
+        return events, "unknown-id"
+    first = snapshot.events[0][0] if snapshot.events else snapshot.head + 1
+    if seq < snapshot.lost_through or first > seq + 1:
+        return events, "history-expired"
+    return events, None
 
 
 def _check_session_id(session_id: str) -> None:
@@ -485,7 +651,12 @@ async def open_broadcaster(
 @asynccontextmanager
 async def _running(broadcaster: Broadcaster) -> AsyncIterator[Broadcaster]:
     async with trio.open_nursery() as nursery:
-        await nursery.start(broadcaster._backend.run, broadcaster._deliver)
+        shared = broadcaster._shared
+        if shared is None:
+            await nursery.start(broadcaster._backend.run, broadcaster._deliver)
+        else:
+            run = functools.partial(shared.run_shared, broadcaster._deliver, broadcaster._ended)
+            await nursery.start(run)
         await nursery.start(broadcaster._run_cleanup)
         await nursery.start(broadcaster._run_memory_check)
         try:

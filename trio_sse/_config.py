@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from ._exceptions import ConfigError
 
@@ -472,3 +473,25 @@ class BroadcasterConfig(Settings):
         """``memory_held_threshold_mb``, or the warning threshold when it is None."""
         held = self.memory_held_threshold_mb
         return self.memory_warning_threshold_mb if held is None else held
+
+
+def check_redis_url(url: str) -> str:
+    """Return ``url`` if it is a usable ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+    Raises:
+        ConfigError: it is not.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {url!r}: {exc}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"bad Redis URL {url!r}: the scheme must be redis, rediss or unix")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"bad Redis URL {url!r}: no host")
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise ConfigError(f"bad Redis URL {url!r}: the database must be a number")
+    del port
+    return url

@@ -10,7 +10,8 @@
     ├── CapacityError            a configured bound refuses new work; try again later
     │   ├── SessionLimitError    ``max_sessions`` reached and no idle session could be evicted
     │   ├── SubscriberLimitError ``max_subscribers_per_session`` or ``max_subscribers`` reached
-    │   └── MemoryPressureError  memory is over the critical threshold; shedding load
+    │   ├── MemoryPressureError  memory is over the critical threshold; shedding load
+    │   └── BackendUnavailableError  the shared backend (Redis) did not answer in time
     ├── BatchError               one event of a batch publish was refused; none was published
     ├── AuthError                a request's token is missing, invalid (401) or not allowed (403)
     └── StreamStalled            the client's stream went silent for ``stall_timeout`` seconds
@@ -58,6 +59,11 @@ class SubscriberLimitError(CapacityError):
 
 class MemoryPressureError(CapacityError):
     """Memory is above the critical threshold; new subscriptions are refused until it recovers."""
+
+
+class BackendUnavailableError(CapacityError):
+    """The shared backend (Redis) is down, frozen or unreachable; a publish may or may not have
+    been applied (retrying it is safe only within the backend's idempotency window)."""
 
 
 class AuthError(TrioSSEError):

@@ -130,6 +130,13 @@ class History:
         self.reserved += 1
         return self.reserved
 
+    def adopt(self, epoch: str, seq: int) -> None:
+        """Start over in ``epoch`` after ``seq`` (a shared backend's position): the cache is
+        emptied and the next event appended must be newer than ``seq``."""
+        self.clear()
+        self.epoch = epoch
+        self.reserved = self.last_seq = self.lost_through = seq
+
     def append(self, event: SSEEvent, seq: int, expires_at: float) -> None:
         """Add ``event``, which holds the id of ``seq`` and expires at ``expires_at`` (see
         :func:`expiry`), then evict the oldest events until both bounds hold again.
@@ -212,12 +219,20 @@ class History:
         retained = [event for event, deadline in live if now < deadline]
         # The cursor just before the replayed events: resuming from it replays them all.
         before = self._seqs[0] - 1 if self._seqs else self.last_seq
-        echoed = last_event_id[:ECHOED_ID_MAX_CHARS]
-        data = {
-            "reason": reason,
-            # a cursor may hold lone surrogates, which have no UTF-8 form
-            "lastEventId": echoed.encode("utf-8", "backslashreplace").decode("utf-8"),
-            "oldestId": retained[0].id if retained else None,
-        }
-        reset = SSEEvent(RESET_EVENT_TYPE, data, id=f"{self.epoch}-{before}")
+        reset = reset_notice(reason, last_event_id, retained, f"{self.epoch}-{before}")
         return Replay([reset, *retained], reason)
+
+
+def reset_notice(
+    reason: str, last_event_id: str, retained: list[SSEEvent], before_id: str
+) -> SSEEvent:
+    """The ``reset`` event that precedes ``retained`` for a cursor that could not be resumed;
+    its id ``before_id`` is the cursor just before them (resuming from it replays them all)."""
+    echoed = last_event_id[:ECHOED_ID_MAX_CHARS]
+    data = {
+        "reason": reason,
+        # a cursor may hold lone surrogates, which have no UTF-8 form
+        "lastEventId": echoed.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "oldestId": retained[0].id if retained else None,
+    }
+    return SSEEvent(RESET_EVENT_TYPE, data, id=before_id)

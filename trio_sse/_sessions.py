@@ -28,7 +28,7 @@ from ._subscription import Subscription
 class Session:
     """One session: its bounded history and its open subscriptions."""
 
-    __slots__ = ("history", "id", "last_activity", "subscribers", "written")
+    __slots__ = ("history", "id", "last_activity", "subscribers", "waiting", "written")
 
     def __init__(self, session_id: str, config: BroadcasterConfig, counters: Counters) -> None:
         self.id = session_id
@@ -36,6 +36,9 @@ class Session:
             config.max_history_per_session, config.max_history_bytes_per_session, counters
         )
         self.subscribers: dict[Subscription, None] = {}  # an ordered set
+        # Shared backend: subscribers whose replay reached (epoch, seq) beyond the local cache;
+        # they take live events only after it (docs/architecture.md section 10).
+        self.waiting: dict[Subscription, tuple[str, int]] = {}
         self.last_activity = 0.0
         self.written = False  # a publish has touched it: its history and epoch matter
 

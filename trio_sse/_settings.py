@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ._config import Settings, setting
+from ._config import Settings, check_redis_url, setting
 from ._exceptions import ConfigError
 
 
@@ -19,6 +19,20 @@ class ServerSettings(Settings):
 
     toml_table: ClassVar[str] = "server"
 
+    backend: str = setting(
+        "memory",
+        "Where sessions live. `memory`: in this process. A Redis URL "
+        "(`redis://127.0.0.1:6379/0`, `rediss://`, `unix://`): in Redis Streams, shared by every "
+        "process using that Redis (docs/architecture.md section 10). A bad URL stops `serve` "
+        "at start (exit 2); an unreachable Redis is retried with backoff while `/readyz` "
+        "answers `503`.",
+    )
+    backend_timeout: float = setting(
+        1.0,
+        "With Redis: a publish that gets no answer within this long (retries included) fails "
+        "with `503` and `Retry-After`; also how long a frozen Redis takes to be noticed.",
+        unit="seconds",
+    )
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(8000, "TCP port; `0` picks a free one (tests).", minimum=0, maximum=65535)
     heartbeat_interval: float = setting(
@@ -153,6 +167,8 @@ class ServerSettings(Settings):
     )
 
     def _check_together(self) -> None:
+        if self.backend != "memory":
+            check_redis_url(self.backend)
         if self.max_sockets is not None and self.reserved_sockets >= self.max_sockets:
             raise ConfigError("reserved_sockets must be below max_sockets")
         if self.cors_allow_credentials and "*" in self.cors_origins:

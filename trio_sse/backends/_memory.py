@@ -26,9 +26,10 @@ class InMemoryBackend(Backend):
         finally:
             self._deliver = None
 
-    async def publish(self, session_id: str, event: SSEEvent, ttl: float | None) -> None:
+    async def publish(self, session_id: str, event: SSEEvent, ttl: float | None) -> SSEEvent:
         # No checkpoint here: the broadcaster has just taken the event's sequence number and
         # must deliver it before any other publish runs (the caller already checkpointed).
         if self._deliver is None:
             raise trio.ClosedResourceError("the backend is not running")
         self._deliver(session_id, event, ttl)
+        return event

@@ -238,6 +238,8 @@ class HTTPAPI:
             return Response(503, json_body({"status": "shutting down"}))
         if self.broadcaster.memory_level is MemoryLevel.CRITICAL:
             return Response(503, json_body({"status": "memory critical"}))
+        if not self.broadcaster.backend_ready:
+            return Response(503, json_body({"status": "backend unavailable"}))
         return Response(200, json_body({"status": "ready"}))
 
     async def index(self, request: Request) -> Response:

@@ -37,7 +37,7 @@ from .._auth import Authorizer
 from .._broadcaster import Broadcaster, open_broadcaster
 from .._config import BroadcasterConfig
 from .._settings import ServerSettings
-from ..backends import Backend
+from ..backends import Backend, RedisBackend
 from ._api import HTTPAPI
 from ._coalesce import WriteCoalescer
 from ._connection import Connection
@@ -241,10 +241,13 @@ async def serve(
     """Serve a broadcaster over HTTP until ``stop`` is set (or SIGINT/SIGTERM arrives).
 
     Start it with ``await nursery.start(serve, ...)`` to get the :class:`RunningServer`
-    (with the real port when ``settings.port`` is 0).
+    (with the real port when ``settings.port`` is 0). Without ``backend``, ``settings.backend``
+    chooses one (``memory``, or a Redis URL for a :class:`~trio_sse.backends.RedisBackend`).
     """
     settings = settings or ServerSettings()
     authorizer = Authorizer(settings.jwt_key, settings.jwt_public_key)  # ConfigError: bad keys
+    if backend is None and settings.backend != "memory":
+        backend = RedisBackend(settings.backend, config, timeout=settings.backend_timeout)
     stop = trio.Event() if stop is None else stop
     files = raise_open_file_limit()
     max_sockets, reserved = socket_limits(settings, files)
