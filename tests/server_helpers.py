@@ -8,6 +8,10 @@ under ``trio.fail_after``, so a test that hangs fails instead.
 from __future__ import annotations
 
 import json
+import re
+import resource
+import subprocess
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -282,3 +286,67 @@ async def running_server(
                 stop.set()
     if body_error is not None:
         raise body_error
+
+
+@asynccontextmanager
+async def serve_subprocess(
+    *flags: str,
+    nofile: tuple[int, int] | None = None,
+    prelude: str = "",
+) -> AsyncIterator[ServeProcess]:
+    """``trio-sse serve --no-auth --port 0 FLAGS`` in a process of its own, output collected.
+
+    ``nofile`` sets its ``RLIMIT_NOFILE`` (soft, hard) before it starts; ``prelude`` is Python
+    run in it first (it may set ``TRIO_SSE_*`` variables). Stopped with SIGTERM on exit (SIGKILL
+    after 5 s).
+    """
+    wrapper = (
+        f"import os, sys, runpy\n{prelude}\n"
+        "sys.argv = ['trio-sse', *sys.argv[1:]]\n"
+        "runpy.run_module('trio_sse', run_name='__main__')\n"
+    )
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+    command = [sys.executable, "-c", wrapper, "serve", "--no-auth", "--port", "0", *flags]
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=limit
+    )
+    served = ServeProcess(process)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(served.collect)
+            await wait_until(lambda: "serving on" in served.output, 10, what="the server starting")
+            try:
+                yield served
+            finally:
+                process.terminate()
+                with trio.move_on_after(5):
+                    await process.wait()
+                nursery.cancel_scope.cancel()
+    finally:
+        process.kill()
+        await process.wait()
+        assert process.stdout is not None
+        await process.stdout.aclose()
+
+
+class ServeProcess:
+    """A ``trio-sse serve`` process and everything it printed so far."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.output = ""
+
+    async def collect(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := await self.process.stdout.receive_some():
+            self.output += chunk.decode(errors="replace")
+
+    @property
+    def port(self) -> int:
+        match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", self.output)
+        assert match, self.output
+        return int(match.group(1))

@@ -16,13 +16,9 @@ session table's rules on a virtual clock (``test_sessions.py``).
 from __future__ import annotations
 
 import json
-import re
-import resource
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +27,7 @@ import trio
 
 from trio_sse import BroadcasterConfig, RunningServer, ServerSettings, serve
 
-from .server_helpers import wait_until
+from .server_helpers import ServeProcess, serve_subprocess, wait_until
 
 pytestmark = pytest.mark.real_time
 
@@ -299,67 +295,17 @@ async def test_bodies_trickled_below_min_body_rate_get_408_and_publish_nothing()
 # -- an idle flood at a low descriptor limit (a server process of its own) --------------------
 
 
-@asynccontextmanager
-async def hub_process(
+def hub_process(
     *flags: str, nofile: int | None = None, prelude: str = ""
-) -> AsyncIterator[ServeProcess]:
-    """``trio-sse serve --no-auth --port 0 FLAGS`` in a subprocess, its output collected.
-
-    ``nofile`` sets its ``RLIMIT_NOFILE`` (soft and hard) before it starts; ``prelude`` is
-    Python run in it first (it may set ``TRIO_SSE_*`` variables).
-    """
-    wrapper = (
-        f"import os, sys, runpy\n{prelude}\n"
-        "sys.argv = ['trio-sse', *sys.argv[1:]]\n"
-        "runpy.run_module('trio_sse', run_name='__main__')\n"
-    )
-
-    def limit() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    command = [sys.executable, "-c", wrapper, "serve", "--no-auth", "--port", "0", *flags]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=limit
-    )
-    served = ServeProcess(process)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(served.collect)
-            await wait_until(lambda: "serving on" in served.output, 10, what="the server starting")
-            try:
-                yield served
-            finally:
-                process.terminate()
-                with trio.move_on_after(5):
-                    await process.wait()
-                nursery.cancel_scope.cancel()
-    finally:
-        process.kill()
-        await process.wait()
-        assert process.stdout is not None
-        await process.stdout.aclose()
+) -> AbstractAsyncContextManager[ServeProcess]:
+    """``trio-sse serve`` in its own process (``nofile``: its soft and hard RLIMIT_NOFILE)."""
+    limits = None if nofile is None else (nofile, nofile)
+    return serve_subprocess(*flags, nofile=limits, prelude=prelude)
 
 
-class ServeProcess:
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.output = ""
-
-    async def collect(self) -> None:
-        assert self.process.stdout is not None
-        while chunk := await self.process.stdout.receive_some():
-            self.output += chunk.decode(errors="replace")
-
-    @property
-    def port(self) -> int:
-        match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", self.output)
-        assert match, self.output
-        return int(match.group(1))
-
-    async def get_json(self, target: str) -> tuple[int, Any]:
-        answer, _ = await timed_answer(self.port, request("GET", target))
-        return answer.status, answer.json()
+async def get_json(served: ServeProcess, target: str) -> tuple[int, Any]:
+    answer, _ = await timed_answer(served.port, request("GET", target))
+    return answer.status, answer.json()
 
 
 async def test_an_idle_flood_past_the_descriptor_limit_never_stops_a_publish_or_a_stream() -> None:
@@ -383,7 +329,7 @@ async def test_an_idle_flood_past_the_descriptor_limit_never_stops_a_publish_or_
                 assert (answer.status, seconds < 1.0) == (202, True), (answer, seconds)
                 await stream.until(f"data: {n}\n".encode())
                 assert await first_stream_bytes(served.port, f"new{n}") < 1.0
-            status, stats = await served.get_json("/stats")
+            status, stats = await get_json(served, "/stats")
             assert status == 200 and stats["sockets"]["limit"] == 96, stats
             assert served.process.returncode is None
         assert "Traceback" not in served.output
@@ -714,21 +660,21 @@ async def test_a_memory_burst_of_each_data_shape_ends_critical_within_one_check_
                 for n in range(2000):
                     raw = request("POST", f"/sessions/m{n % 20}/events", body)
                     await connection_answer(connection, raw)
-                    if n % 10 == 9 and (await served.get_json("/readyz"))[0] == 503:
+                    if n % 10 == 9 and (await get_json(served, "/readyz"))[0] == 503:
                         break
                 else:
                     raise AssertionError("the burst never made the level critical")
-            assert (await served.get_json("/readyz")) == (503, {"status": "memory critical"})
+            assert (await get_json(served, "/readyz")) == (503, {"status": "memory critical"})
             sheds, shed_at = -1, trio.current_time()
             while True:
-                _, stats = await served.get_json("/stats")
+                _, stats = await get_json(served, "/stats")
                 if stats["metrics"]["memorySheds"] != sheds:
                     sheds, shed_at = stats["metrics"]["memorySheds"], trio.current_time()
                 if stats["memoryLevel"] == "normal":
                     break
                 await trio.sleep(0.02)
             assert trio.current_time() - shed_at <= CHECK + 0.2
-            assert (await served.get_json("/readyz"))[0] == 200
+            assert (await get_json(served, "/readyz"))[0] == 200
             async with hub_stream(port, "after") as stream:
                 await stream.until(b"retry:")
     assert "Traceback" not in served.output, served.output

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +23,7 @@ from trio_sse import RunningServer, ServerSettings, serve
 from trio_sse.backends import InMemoryBackend
 from trio_sse.protocol import SSEEvent
 
-from .server_helpers import wait_until
+from .server_helpers import ServeProcess, serve_subprocess, wait_until
 
 pytestmark = pytest.mark.real_time
 
@@ -288,54 +286,9 @@ def test_settings_refuse_a_reserve_as_large_as_the_total() -> None:
 # -- the process: open-file limit, accept loop at EMFILE -------------------------------------
 
 
-@asynccontextmanager
-async def serve_process(soft: int, hard: int, *flags: str) -> AsyncIterator[ServeProcess]:
-    """``trio-sse serve --no-auth --port 0 --verbose`` with ``RLIMIT_NOFILE`` set to
-    ``(soft, hard)`` in its own process; output (stdout and stderr) collected."""
-    wrapper = (
-        "import resource, runpy, sys;"
-        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}));"
-        "sys.argv = ['trio-sse', *sys.argv[1:]];"
-        "runpy.run_module('trio_sse', run_name='__main__')"
-    )
-    command = [sys.executable, "-c", wrapper, "serve", "--no-auth", "--port", "0", "--verbose"]
-    process = await trio.lowlevel.open_process(
-        [*command, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    served = ServeProcess(process)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(served.collect)
-            await wait_for(lambda: "serving on" in served.output, 10, "the server starting")
-            try:
-                yield served
-            finally:
-                process.terminate()
-                with trio.move_on_after(5):
-                    await process.wait()
-                nursery.cancel_scope.cancel()
-    finally:
-        process.kill()
-        await process.wait()
-        assert process.stdout is not None
-        await process.stdout.aclose()
-
-
-class ServeProcess:
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.output = ""
-
-    async def collect(self) -> None:
-        assert self.process.stdout is not None
-        while chunk := await self.process.stdout.receive_some():
-            self.output += chunk.decode(errors="replace")
-
-    @property
-    def port(self) -> int:
-        match = re.search(r"serving on http://127\.0\.0\.1:(\d+)", self.output)
-        assert match, self.output
-        return int(match.group(1))
+def serve_process(soft: int, hard: int, *flags: str) -> AbstractAsyncContextManager[ServeProcess]:
+    """``trio-sse serve --verbose`` in its own process with ``RLIMIT_NOFILE`` (soft, hard)."""
+    return serve_subprocess("--verbose", *flags, nofile=(soft, hard))
 
 
 async def test_serve_raises_its_open_file_limit_to_the_hard_limit_and_reports_it() -> None:
