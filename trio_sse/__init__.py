@@ -17,7 +17,7 @@ still points where it points). Names are relative to ``trio_sse``; ``pkg.*`` is 
     http         server.*
     quart        _app  _quart
     client       _client
-    cli          _commands  _cli  _demo  _settings_doc  __main__
+    cli          _commands  _workers  _cli  _demo  _settings_doc  __main__
     testing      testing.*
     facade       __init__
 

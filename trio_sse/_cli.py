@@ -170,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         config, settings = load_settings(args, os.environ)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-        _commands.run_server(config, settings, sys.stdout)
+        return _commands.run_server(config, settings, sys.stdout)
     elif args.command == "publish":
         return _publish(args)
     elif args.command == "listen":

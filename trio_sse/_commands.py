@@ -14,6 +14,7 @@ import trio
 from ._auth import generate_key, make_token, verification_keys
 from ._client import ANY_EVENT, ConnectionState, SSEClient
 from ._config import BroadcasterConfig
+from ._exceptions import ConfigError
 from ._protocol import MessageEvent
 from ._settings import ServerSettings
 from .server import RunningServer, serve
@@ -33,17 +34,30 @@ class CommandError(Exception):
         self.index = index
 
 
-def run_server(config: BroadcasterConfig, settings: ServerSettings, out: TextIO) -> None:
-    """``trio-sse serve``: run until SIGINT or SIGTERM.
+def run_server(config: BroadcasterConfig, settings: ServerSettings, out: TextIO) -> int:
+    """``trio-sse serve``: run until SIGINT or SIGTERM; the exit status.
+
+    With ``settings.workers`` above 1, a parent process supervises that many workers on one
+    port (``_workers.py``); a key generated here is generated once and shared by all.
 
     Raises:
-        ConfigError: A JWT key is unusable (checked before anything starts).
+        ConfigError: A JWT key is unusable, or several workers without a shared backend
+            (checked before anything starts).
     """
     verification_keys(settings.jwt_key, settings.jwt_public_key)
+    if settings.workers > 1 and settings.backend == "memory":
+        raise ConfigError(
+            f"--workers {settings.workers} needs a shared backend (--backend redis://...): "
+            "in-memory sessions are per process, so each worker would see different sessions"
+        )
     if not settings.auth_publish and not settings.auth_subscribe:
         logger.warning("authorisation is off (--no-auth): anyone can publish; local use only")
     elif not settings.jwt_key and not settings.jwt_public_key:
         settings = _with_generated_key(settings, out)
+    if settings.workers > 1:
+        from ._workers import run_workers
+
+        return run_workers(config, settings, out)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -59,6 +73,7 @@ def run_server(config: BroadcasterConfig, settings: ServerSettings, out: TextIO)
             out.flush()
 
     trio.run(main)
+    return 0
 
 
 async def _serve_with_signals(

@@ -33,6 +33,15 @@ class ServerSettings(Settings):
         "with `503` and `Retry-After`; also how long a frozen Redis takes to be noticed.",
         unit="seconds",
     )
+    workers: int = setting(
+        1,
+        "Processes serving the port: above 1, a parent binds the socket, starts this many "
+        "workers that inherit it, forwards SIGINT/SIGTERM to them and restarts one that dies "
+        "(at most 3 times a minute). Needs a shared `backend` (Redis): in-memory sessions are "
+        "per process.",
+        unit="processes",
+        minimum=1,
+    )
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(8000, "TCP port; `0` picks a free one (tests).", minimum=0, maximum=65535)
     heartbeat_interval: float = setting(

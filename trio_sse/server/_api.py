@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from importlib import resources
@@ -218,6 +219,7 @@ class HTTPAPI:
             "openConnections": sockets["open"],
             "sockets": sockets,
             "streamWrites": self._write_stats(),
+            "pid": os.getpid(),
         }
         return Response(200, json_body(stats))
 

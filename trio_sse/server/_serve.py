@@ -234,6 +234,7 @@ async def serve(
     settings: ServerSettings | None = None,
     *,
     backend: Backend | None = None,
+    sock: socket.socket | None = None,
     stop: trio.Event | None = None,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
@@ -243,6 +244,9 @@ async def serve(
     Start it with ``await nursery.start(serve, ...)`` to get the :class:`RunningServer`
     (with the real port when ``settings.port`` is 0). Without ``backend``, ``settings.backend``
     chooses one (``memory``, or a Redis URL for a :class:`~trio_sse.backends.RedisBackend`).
+    ``sock``: an already bound, listening socket to accept on (a worker of ``--workers N``
+    inherits its parent's); :func:`serve` closes it when it returns. Without it, one is made
+    from ``settings.host`` and ``settings.port`` (see :func:`listening_socket`).
     """
     settings = settings or ServerSettings()
     authorizer = Authorizer(settings.jwt_key, settings.jwt_public_key)  # ConfigError: bad keys
@@ -258,7 +262,8 @@ async def serve(
         max_sockets,
         reserved,
     )
-    listener = listening_socket(settings)
+    listener = listening_socket(settings) if sock is None else sock
+    listener.setblocking(False)
     with listener:
         async with (
             open_broadcaster(config, backend=backend) as broadcaster,
